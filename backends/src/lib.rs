@@ -1,0 +1,1 @@
+//! cairn-backends: implementations of `cairn_core::backend::Backend`.

@@ -1,0 +1,240 @@
+//! The storage contract every backend implements, and the one path layout they all share.
+//!
+//! A backend stores opaque files under relative, `/`-separated paths that only
+//! [`layout`](crate::backend::layout) produces. It knows nothing of encryption: the
+//! `repository` module owns the backend and exposes only authenticated, typed operations.
+//!
+//! The trait is synchronous (`Send + Sync`) because the engine is driven by rayon and bounded
+//! channels; a backend built on an async client keeps its runtime private.
+
+pub mod layout;
+
+use std::fmt;
+use std::io::Read;
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Largest range [`Backend::read`] serves; larger reads must stream.
+pub const MAX_BOUNDED_READ: u64 = 80 << 20;
+
+/// What a backend can and cannot do, as data.
+#[derive(Clone, Debug)]
+pub struct Properties {
+    /// How many requests may run at once.
+    pub max_connections: usize,
+    /// Whether `write` to an existing path replaces it atomically.
+    pub atomic_overwrite: bool,
+    /// Whether the storage lives on this machine (no point in caching it locally).
+    pub is_local: bool,
+    /// Whether this credential may delete.
+    pub can_delete: bool,
+    /// Price class for the prune cost model ("local", "sftp", "s3", "b2").
+    pub cost_class: &'static str,
+}
+
+/// The kind of a backend failure: what the caller decides on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// The file does not exist.
+    NotFound,
+    /// The requested range lies beyond the end of the file.
+    RangeNotSatisfiable,
+    /// The credential may not do this.
+    PermissionDenied,
+    /// The storage is full or over quota.
+    NoSpace,
+    /// Worth retrying: a dropped connection, a timeout, a 5xx.
+    Transient,
+    /// A write that must not replace an existing file found one.
+    AlreadyExists,
+    /// A durability guarantee failed (fsync): the handle is poisoned.
+    Poisoned,
+    /// Anything else.
+    Other,
+}
+
+/// A failed backend operation, with what it was doing and on which path.
+#[derive(Debug, thiserror::Error)]
+pub struct BackendError {
+    /// What went wrong, for decisions.
+    pub kind: BackendErrorKind,
+    /// The operation ("read", "write", "list", ...).
+    pub op: &'static str,
+    /// The repository-relative path.
+    pub path: String,
+    /// The cause.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BackendError {
+    /// A new error.
+    pub fn new(
+        kind: BackendErrorKind,
+        op: &'static str,
+        path: impl Into<String>,
+        source: impl Into<Option<Box<dyn std::error::Error + Send + Sync>>>,
+    ) -> Self {
+        Self {
+            kind,
+            op,
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether a retry may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == BackendErrorKind::Transient
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            BackendErrorKind::NotFound => "not found",
+            BackendErrorKind::RangeNotSatisfiable => "range not satisfiable",
+            BackendErrorKind::PermissionDenied => "permission denied",
+            BackendErrorKind::NoSpace => "no space left",
+            BackendErrorKind::Transient => "transient failure",
+            BackendErrorKind::AlreadyExists => "already exists",
+            BackendErrorKind::Poisoned => "earlier write failed durably; refusing further writes",
+            BackendErrorKind::Other => "failed",
+        };
+        write!(f, "{} {}: {what}", self.op, self.path)?;
+        if let Some(src) = &self.source {
+            write!(f, " ({src})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One listed file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Repository-relative path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The bytes of a write: small files in memory, packs spooled to a local file.
+/// Both are rewindable, so a retry can send them again.
+pub enum WriteBody<'a> {
+    /// In-memory bytes.
+    Bytes(&'a [u8]),
+    /// A local file of known length (a spooled pack).
+    File {
+        /// Path of the local file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+    },
+}
+
+impl WriteBody<'_> {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            WriteBody::Bytes(b) => b.len() as u64,
+            WriteBody::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A fresh reader from the start (called again on retry).
+    pub fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(match self {
+            WriteBody::Bytes(b) => Box::new(*b),
+            WriteBody::File { path, .. } => Box::new(std::fs::File::open(path)?),
+        })
+    }
+}
+
+/// Consumer of a streaming read. It may be called again from the start when a read is
+/// retried, so it must reset whatever it builds on each call.
+pub type StreamConsumer<'a> = dyn FnMut(&mut dyn Read) -> std::io::Result<()> + 'a;
+
+/// The storage contract.
+pub trait Backend: Send + Sync {
+    /// Capabilities as data.
+    fn properties(&self) -> Properties;
+
+    /// A human description with credentials redacted.
+    fn location(&self) -> String;
+
+    /// Create the repository root. Idempotent.
+    fn create(&self) -> Result<(), BackendError>;
+
+    /// Every file below the directory `dir` (recursively), lazily.
+    /// A missing directory lists as empty.
+    fn list<'a>(
+        &'a self,
+        dir: &str,
+    ) -> Result<Box<dyn Iterator<Item = Result<ObjectInfo, BackendError>> + Send + 'a>, BackendError>;
+
+    /// Size of a file.
+    fn stat(&self, path: &str) -> Result<u64, BackendError>;
+
+    /// A bounded read of the whole file or a range. A range ending past the end of the file
+    /// is an error (`RangeNotSatisfiable`); at most [`MAX_BOUNDED_READ`] bytes.
+    fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, BackendError>;
+
+    /// A streaming read; `consumer` may be called more than once (see [`StreamConsumer`]).
+    fn read_stream(
+        &self,
+        path: &str,
+        range: Option<Range<u64>>,
+        consumer: &mut StreamConsumer<'_>,
+    ) -> Result<(), BackendError>;
+
+    /// Atomic write: readers see the whole file or none of it.
+    fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError>;
+
+    /// Remove a file.
+    fn remove(&self, path: &str) -> Result<(), BackendError>;
+}
+
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn properties(&self) -> Properties {
+        (**self).properties()
+    }
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create(&self) -> Result<(), BackendError> {
+        (**self).create()
+    }
+    fn list<'a>(
+        &'a self,
+        dir: &str,
+    ) -> Result<Box<dyn Iterator<Item = Result<ObjectInfo, BackendError>> + Send + 'a>, BackendError>
+    {
+        (**self).list(dir)
+    }
+    fn stat(&self, path: &str) -> Result<u64, BackendError> {
+        (**self).stat(path)
+    }
+    fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, BackendError> {
+        (**self).read(path, range)
+    }
+    fn read_stream(
+        &self,
+        path: &str,
+        range: Option<Range<u64>>,
+        consumer: &mut StreamConsumer<'_>,
+    ) -> Result<(), BackendError> {
+        (**self).read_stream(path, range, consumer)
+    }
+    fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        (**self).write(path, body)
+    }
+    fn remove(&self, path: &str) -> Result<(), BackendError> {
+        (**self).remove(path)
+    }
+}

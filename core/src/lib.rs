@@ -1,0 +1,18 @@
+//! cairn-core: the repository format, crypto, chunker, and the backup and restore engine.
+//!
+//! Principal types, in the order data flows through them:
+//! - [`backend::Backend`]: the storage contract (implemented in `cairn-backends`).
+//! - `repository::Repository`: owns a backend and the keys; every byte it returns was
+//!   authenticated first.
+//! - `archiver` turns a source tree into packs, index files, trees and a snapshot;
+//!   `restorer` turns a snapshot back into files.
+//!
+//! `docs/format.md` is the normative description of every byte written here.
+
+pub mod backend;
+pub mod crypto;
+pub mod error;
+pub mod id;
+
+pub use error::{Error, Result};
+pub use id::{Id, Id16};
