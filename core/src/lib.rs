@@ -16,3 +16,5 @@ pub mod id;
 
 pub use error::{Error, Result};
 pub use id::{Id, Id16};
+pub mod cbor;
+pub mod compress;

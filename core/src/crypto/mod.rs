@@ -18,3 +18,11 @@ pub fn random_array<const N: usize>() -> [u8; N] {
 pub fn fill_random(buf: &mut [u8]) {
     getrandom::getrandom(buf).expect("the operating system's random source failed");
 }
+
+pub mod blob;
+pub mod keyfile;
+pub mod keys;
+pub mod sealed;
+pub mod secret;
+
+pub use secret::{Key32, Password};
