@@ -1,0 +1,149 @@
+//! The index file payload:
+//! `{0: v=1, 1: writer(16), 2: created_ms, 3: [[pack_name(32), pack_len, kind, [[id, cid, off, slen, plen]...]]...]}`.
+
+use crate::cbor::{CborError, Dec, Enc};
+use crate::id::{Id, Id16};
+use crate::pack::{PackEntry, PackKind};
+
+/// One pack listed in an index file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IndexPack {
+    /// Pack name.
+    pub name: Id,
+    /// Pack length.
+    pub len: u64,
+    /// What it holds.
+    pub kind: PackKind,
+    /// Its blobs.
+    pub entries: Vec<PackEntry>,
+}
+
+/// An index file's payload.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IndexFile {
+    /// Host whose packs these are.
+    pub writer: Id16,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+    /// Packs.
+    pub packs: Vec<IndexPack>,
+}
+
+impl IndexFile {
+    /// Canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::new();
+        let blobs: usize = self.packs.iter().map(|p| p.entries.len()).sum();
+        e.buf.reserve(64 + self.packs.len() * 48 + blobs * 84);
+        e.map(4);
+        e.key(0).u64(1);
+        e.key(1).bytes(&self.writer.0);
+        e.key(2).i64(self.created_ms);
+        e.key(3).array(self.packs.len());
+        for p in &self.packs {
+            e.array(4).bytes(&p.name.0).u64(p.len).u64(p.kind as u64);
+            e.array(p.entries.len());
+            for x in &p.entries {
+                e.array(5)
+                    .bytes(&x.id.0)
+                    .bytes(&x.cid.0)
+                    .u64(x.offset)
+                    .u64(x.slen.into())
+                    .u64(x.plen.into());
+            }
+        }
+        e.buf
+    }
+
+    /// Decodes an authenticated payload; checks that every blob lies inside its pack.
+    pub fn decode(b: &[u8]) -> Result<Self, CborError> {
+        let mut d = Dec::new(b);
+        if d.map()? != 4 {
+            return Err(d.err("index file must have 4 fields"));
+        }
+        let mut prev = None;
+        if d.key(&mut prev)? != 0 || d.u64()? != 1 {
+            return Err(d.err("unsupported index version"));
+        }
+        d.key(&mut prev)?;
+        let writer = Id16(d.fixed()?);
+        d.key(&mut prev)?;
+        let created_ms = d.i64()?;
+        if d.key(&mut prev)? != 3 {
+            return Err(d.err("missing packs"));
+        }
+        let n = d.array()?;
+        let mut packs = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            if d.array()? != 4 {
+                return Err(d.err("index pack must have 4 fields"));
+            }
+            let name = Id(d.fixed()?);
+            let len = d.u64()?;
+            let kind = PackKind::from_u8(d.u8()?).ok_or(d.err("unknown pack kind"))?;
+            let m = d.array()?;
+            let mut entries = Vec::with_capacity(m.min(1 << 16));
+            for _ in 0..m {
+                if d.array()? != 5 {
+                    return Err(d.err("index entry must have 5 fields"));
+                }
+                let x = PackEntry {
+                    id: Id(d.fixed()?),
+                    cid: Id(d.fixed()?),
+                    offset: d.u64()?,
+                    slen: d.u32()?,
+                    plen: d.u32()?,
+                };
+                if x.offset
+                    .checked_add(x.slen.into())
+                    .is_none_or(|end| end > len)
+                    || x.slen == 0
+                {
+                    return Err(d.err("blob lies outside its pack"));
+                }
+                entries.push(x);
+            }
+            packs.push(IndexPack {
+                name,
+                len,
+                kind,
+                entries,
+            });
+        }
+        d.finish()?;
+        Ok(Self {
+            writer,
+            created_ms,
+            packs,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_bounds() {
+        let mut f = IndexFile {
+            writer: Id16([1; 16]),
+            created_ms: 1_700_000_000_000,
+            packs: vec![IndexPack {
+                name: Id([2; 32]),
+                len: 1000,
+                kind: PackKind::Group,
+                entries: vec![PackEntry {
+                    id: Id([3; 32]),
+                    cid: Id([4; 32]),
+                    offset: 0,
+                    slen: 900,
+                    plen: 2000,
+                }],
+            }],
+        };
+        assert_eq!(IndexFile::decode(&f.encode()).unwrap(), f);
+        f.packs[0].entries[0].offset = 200;
+        assert!(IndexFile::decode(&f.encode()).is_err());
+    }
+}

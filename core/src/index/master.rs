@@ -1,0 +1,187 @@
+//! The in-memory index: every known blob's location, as sorted arrays.
+//!
+//! One entry is 48 bytes (id 32, pack number 4, offset 4, stored and plain length 4 each),
+//! so a million blobs (about 1 TB of data) take 48 MiB; the pack table is shared.
+//! The blob's `cid` is not kept: reads re-check the content key after decrypting, which is
+//! stronger, and `check --read-data` reads the index files again.
+
+use std::collections::HashMap;
+
+use crate::id::{Id, Id16};
+use crate::pack::PackKind;
+
+use super::file::IndexFile;
+
+/// A pack known to the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackRef {
+    /// Host prefix the pack lives under.
+    pub host: Id16,
+    /// Pack name.
+    pub name: Id,
+    /// Pack length.
+    pub len: u64,
+    /// What it holds.
+    pub kind: PackKind,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    id: Id,
+    pack: u32,
+    offset: u32,
+    slen: u32,
+    plen: u32,
+}
+
+/// Where a blob is.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobLocation<'a> {
+    /// Its pack.
+    pub pack: &'a PackRef,
+    /// Number of the pack in [`MasterIndex::packs`].
+    pub pack_no: u32,
+    /// Offset in the pack.
+    pub offset: u64,
+    /// Stored length.
+    pub slen: u32,
+    /// Plain length.
+    pub plen: u32,
+}
+
+/// All blobs of the loaded index files.
+#[derive(Default)]
+pub struct MasterIndex {
+    packs: Vec<PackRef>,
+    pack_numbers: HashMap<Id, u32>,
+    entries: Vec<Entry>,
+    sorted: bool,
+}
+
+impl MasterIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every pack of an index file; packs already known are skipped.
+    pub fn add_file(&mut self, f: &IndexFile) {
+        for p in &f.packs {
+            if self.pack_numbers.contains_key(&p.name) {
+                continue;
+            }
+            let no = self.packs.len() as u32;
+            self.packs.push(PackRef {
+                host: f.writer,
+                name: p.name,
+                len: p.len,
+                kind: p.kind,
+            });
+            self.pack_numbers.insert(p.name, no);
+            for x in &p.entries {
+                // Packs are at most a few hundred MiB (the format caps pack length at u32
+                // offsets); a larger offset cannot come from our writer.
+                let Ok(offset) = u32::try_from(x.offset) else {
+                    continue;
+                };
+                self.entries.push(Entry {
+                    id: x.id,
+                    pack: no,
+                    offset,
+                    slen: x.slen,
+                    plen: x.plen,
+                });
+            }
+        }
+        self.sorted = false;
+    }
+
+    /// Sorts for lookups; call after adding files.
+    pub fn finalize(&mut self) {
+        if !self.sorted {
+            self.entries
+                .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
+            self.entries.dedup_by(|a, b| a.id == b.id);
+            self.entries.shrink_to_fit();
+            self.sorted = true;
+        }
+    }
+
+    /// Where a blob is, if known.
+    pub fn lookup(&self, id: &Id) -> Option<BlobLocation<'_>> {
+        debug_assert!(self.sorted, "lookup before finalize");
+        let i = self.entries.binary_search_by(|e| e.id.cmp(id)).ok()?;
+        let e = &self.entries[i];
+        Some(BlobLocation {
+            pack: &self.packs[e.pack as usize],
+            pack_no: e.pack,
+            offset: u64::from(e.offset),
+            slen: e.slen,
+            plen: e.plen,
+        })
+    }
+
+    /// Whether a blob is known.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.entries.binary_search_by(|e| e.id.cmp(id)).is_ok()
+    }
+
+    /// Whether a pack is known.
+    pub fn has_pack(&self, name: &Id) -> bool {
+        self.pack_numbers.contains_key(name)
+    }
+
+    /// All packs.
+    pub fn packs(&self) -> &[PackRef] {
+        &self.packs
+    }
+
+    /// Number of distinct blobs.
+    pub fn blob_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every blob: (id, pack number, offset, stored length, plain length).
+    pub fn iter(&self) -> impl Iterator<Item = (Id, u32, u64, u32, u32)> + '_ {
+        self.entries
+            .iter()
+            .map(|e| (e.id, e.pack, u64::from(e.offset), e.slen, e.plen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexPack;
+    use crate::pack::PackEntry;
+
+    #[test]
+    fn entry_is_48_bytes_and_lookup_works() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        let mut m = MasterIndex::new();
+        let entries = (0..100u8)
+            .map(|i| PackEntry {
+                id: Id([i; 32]),
+                cid: Id::default(),
+                offset: u64::from(i) * 10,
+                slen: 10,
+                plen: 20,
+            })
+            .collect();
+        m.add_file(&IndexFile {
+            writer: Id16([1; 16]),
+            created_ms: 0,
+            packs: vec![IndexPack {
+                name: Id([7; 32]),
+                len: 2000,
+                kind: PackKind::Group,
+                entries,
+            }],
+        });
+        m.finalize();
+        let loc = m.lookup(&Id([42; 32])).map(|l| (l.offset, l.pack.name));
+        assert_eq!(loc, Some((420, Id([7; 32]))));
+        assert!(m.lookup(&Id([200; 32])).is_none());
+        assert_eq!(m.blob_count(), 100);
+    }
+}

@@ -1,0 +1,145 @@
+//! Building a pack on local disk: blobs are appended to a spool file as they come, so a pack
+//! never sits whole in memory, and the pack's name (BLAKE3 of its bytes) is hashed on the way.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use tempfile::TempPath;
+
+use super::header::{PackEntry, PackHeader, PackKind};
+use super::{padme, MAGIC};
+use crate::id::Id;
+
+/// A pack being filled.
+pub struct PackWriter {
+    kind: PackKind,
+    out: BufWriter<File>,
+    path: TempPath,
+    hasher: blake3::Hasher,
+    entries: Vec<PackEntry>,
+    size: u64,
+}
+
+/// A finished pack, spooled in a temporary file that is removed when this is dropped.
+pub struct FinishedPack {
+    /// What it holds.
+    pub kind: PackKind,
+    /// Its name: BLAKE3 of its bytes.
+    pub name: Id,
+    /// Its length.
+    pub len: u64,
+    /// The spool file.
+    pub path: TempPath,
+    /// Its blobs.
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    /// A new pack spooled in `dir`.
+    pub fn new(kind: PackKind, dir: &Path) -> std::io::Result<Self> {
+        let f = tempfile::Builder::new()
+            .prefix("cairn-pack-")
+            .tempfile_in(dir)?;
+        let (file, path) = f.into_parts();
+        Ok(Self {
+            kind,
+            out: BufWriter::with_capacity(1 << 20, file),
+            path,
+            hasher: blake3::Hasher::new(),
+            entries: Vec::new(),
+            size: 0,
+        })
+    }
+
+    /// What it holds.
+    pub fn kind(&self) -> PackKind {
+        self.kind
+    }
+
+    /// Bytes of blobs so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of blobs so far.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(b)?;
+        self.hasher.update(b);
+        Ok(())
+    }
+
+    /// Appends a sealed blob.
+    pub fn add(&mut self, id: Id, plen: u32, stored: &[u8]) -> std::io::Result<()> {
+        let slen = u32::try_from(stored.len()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "blob larger than 4 GiB")
+        })?;
+        self.entries.push(PackEntry {
+            id,
+            cid: Id::of_bytes(stored),
+            offset: self.size,
+            slen,
+            plen,
+        });
+        self.put(stored)?;
+        self.size += u64::from(slen);
+        Ok(())
+    }
+
+    /// Pads, appends the sealed header and trailer, and checks that the header decodes back
+    /// to what was meant (`open` reverses `seal`): a pack whose header cannot be read loses
+    /// every blob in it, so the writer verifies before anything is uploaded.
+    pub fn finish(
+        mut self,
+        seal: impl FnOnce(&[u8]) -> Vec<u8>,
+        open: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+    ) -> std::io::Result<FinishedPack> {
+        let pad_len = padme(self.size) - self.size;
+        let mut remaining = pad_len;
+        let mut buf = vec![0u8; 64 << 10];
+        while remaining > 0 {
+            let n = remaining.min(buf.len() as u64) as usize;
+            crate::crypto::fill_random(&mut buf[..n]);
+            self.put(&buf[..n])?;
+            remaining -= n as u64;
+        }
+        let header = PackHeader {
+            kind: self.kind,
+            pad_len,
+            entries: std::mem::take(&mut self.entries),
+        };
+        let plain = header.encode();
+        let sealed = seal(&plain);
+        let invalid =
+            |m: String| std::io::Error::other(format!("pack header verification failed: {m}"));
+        let reopened = open(&sealed).map_err(invalid)?;
+        let decoded = PackHeader::decode(&reopened, self.size + pad_len)
+            .map_err(|e| invalid(e.to_string()))?;
+        if decoded != header {
+            return Err(invalid("decoded header differs".into()));
+        }
+        let hlen = u32::try_from(sealed.len()).map_err(|_| invalid("header too large".into()))?;
+        self.put(&sealed)?;
+        self.put(&hlen.to_le_bytes())?;
+        self.put(MAGIC)?;
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()?;
+        let len = self.size + pad_len + u64::from(hlen) + 8;
+        Ok(FinishedPack {
+            kind: self.kind,
+            name: Id(*self.hasher.finalize().as_bytes()),
+            len,
+            path: self.path,
+            entries: header.entries,
+        })
+    }
+}
