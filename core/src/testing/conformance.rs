@@ -36,7 +36,16 @@ pub fn backend_conformance<B: Backend>(make: impl Fn() -> B) {
     for (name, check) in checks {
         let backend = make();
         ok(backend.create(), &format!("{name}: create"));
-        check(&backend);
+        // Re-panic with the check's name: the inner messages name paths, not checks.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&backend)));
+        if let Err(payload) = run {
+            let msg = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("(non-string panic)");
+            panic!("backend conformance check `{name}` failed: {msg}");
+        }
     }
 }
 

@@ -341,6 +341,25 @@ mod tests {
     }
 
     #[test]
+    fn without_faults_it_is_transparent() {
+        crate::testing::backend_conformance(|| FaultyBackend::new(InMemoryBackend::new()));
+    }
+
+    /// Guards against a vacuous suite: silently damaged reads must be caught.
+    #[test]
+    #[should_panic(expected = "check `round_trip_bytes` failed")]
+    fn conformance_catches_corruption() {
+        crate::testing::backend_conformance(|| {
+            let b = FaultyBackend::new(InMemoryBackend::new());
+            b.corrupt_matching(
+                |p| p.starts_with("data/"),
+                Corruption::FlipBit { offset: 0, bit: 0 },
+            );
+            b
+        });
+    }
+
+    #[test]
     fn fails_exactly_the_nth_call() {
         let b = FaultyBackend::new(InMemoryBackend::new());
         b.fail_nth(Op::Write, 2, BackendErrorKind::NoSpace);
