@@ -13,6 +13,8 @@ pub mod backend;
 pub mod crypto;
 pub mod error;
 pub mod id;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use id::{Id, Id16};
