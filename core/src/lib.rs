@@ -19,7 +19,6 @@ pub mod testing;
 pub use error::{Error, Result};
 pub use id::{Id, Id16};
 pub mod cbor;
-pub mod chunker;
 pub mod compress;
 pub mod config;
 pub mod index;
