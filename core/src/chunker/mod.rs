@@ -15,6 +15,8 @@ use fastcdc::v2020::{self, Normalization};
 use zeroize::Zeroize;
 
 mod driver;
+#[cfg(test)]
+mod reference;
 
 pub use driver::Chunker;
 
