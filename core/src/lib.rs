@@ -10,6 +10,7 @@
 //! `docs/format.md` is the normative description of every byte written here.
 
 pub mod backend;
+pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod id;
