@@ -13,6 +13,7 @@ pub mod backend;
 pub mod crypto;
 pub mod error;
 pub mod id;
+pub mod source;
 
 pub use error::{Error, Result};
 pub use id::{Id, Id16};
