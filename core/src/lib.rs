@@ -10,19 +10,20 @@
 //! `docs/format.md` is the normative description of every byte written here.
 
 pub mod backend;
+pub mod cbor;
 pub mod chunker;
+pub mod compress;
+pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod id;
-#[cfg(any(test, feature = "test-util"))]
-pub mod testing;
-
-pub use error::{Error, Result};
-pub use id::{Id, Id16};
-pub mod cbor;
-pub mod compress;
-pub mod config;
 pub mod index;
 pub mod pack;
 pub mod snapshot;
+pub mod source;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod tree;
+
+pub use error::{Error, Result};
+pub use id::{Id, Id16};
