@@ -27,3 +27,4 @@ pub mod tree;
 
 pub use error::{Error, Result};
 pub use id::{Id, Id16};
+pub mod repository;

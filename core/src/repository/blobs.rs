@@ -1,0 +1,170 @@
+//! Sealing and opening blobs: ids, content keys, AAD per scope, and the content check that
+//! GCM's lack of key commitment makes mandatory on every read.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::Repository;
+use crate::backend::layout::{self, HostDir};
+use crate::compress;
+use crate::crypto::blob::{self, BlobType};
+use crate::crypto::keys::kh;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::BlobLocation;
+use crate::tree::{ContentRef, Tree, SCOPE_GROUP};
+
+/// A sealed blob ready for a pack.
+pub struct SealedBlob {
+    /// Its type.
+    pub btype: BlobType,
+    /// Its id.
+    pub id: Id,
+    /// Plain length.
+    pub plen: u32,
+    /// Stored bytes.
+    pub stored: Vec<u8>,
+}
+
+impl Repository {
+    fn aad(&self, btype: BlobType, id: &Id) -> [u8; blob::AAD_LEN] {
+        let (scope, epoch) = match btype {
+            BlobType::GroupData => (self.group.group_id, self.group.epoch),
+            BlobType::PrivateData | BlobType::Tree => (self.host.host_id, self.host.epoch),
+        };
+        blob::aad(&self.config.repo_id, btype, &scope, epoch, id)
+    }
+
+    /// Content key and id of a data chunk in group or private scope.
+    pub fn data_key_and_id(&self, plain: &[u8], private: bool) -> ([u8; 32], Id) {
+        if private {
+            blob::content_key_and_id(&self.host.k_pconv, &self.host.k_pid, plain)
+        } else {
+            blob::content_key_and_id(&self.group.k_conv, &self.group.k_id, plain)
+        }
+    }
+
+    /// The blob id of a content entry of a tree.
+    pub fn content_id(&self, c: &ContentRef) -> (BlobType, Id) {
+        if c.scope == SCOPE_GROUP {
+            (BlobType::GroupData, Id(kh(&self.group.k_id, &c.ck)))
+        } else {
+            (BlobType::PrivateData, Id(kh(&self.host.k_pid, &c.ck)))
+        }
+    }
+
+    /// Seals a data chunk whose key and id were computed by [`Self::data_key_and_id`].
+    pub fn seal_data(&self, plain: &[u8], ck: &[u8; 32], id: Id, private: bool) -> SealedBlob {
+        let btype = if private { BlobType::PrivateData } else { BlobType::GroupData };
+        let aad = self.aad(btype, &id);
+        let c = compress::encode(plain, self.config.zstd_level, 13);
+        SealedBlob {
+            btype,
+            id,
+            plen: plain.len() as u32,
+            stored: blob::seal_in_place(ck, &aad, c),
+        }
+    }
+
+    /// Id of an encoded tree.
+    pub fn tree_id(&self, encoded: &[u8]) -> Id {
+        Id(kh(&self.host.k_tid, encoded))
+    }
+
+    /// Seals an encoded tree under its id.
+    pub fn seal_tree(&self, encoded: &[u8], tid: Id) -> SealedBlob {
+        let ck = kh(&self.host.k_tkey, &tid.0);
+        let aad = self.aad(BlobType::Tree, &tid);
+        let c = compress::encode(encoded, self.config.zstd_level, 13);
+        SealedBlob {
+            btype: BlobType::Tree,
+            id: tid,
+            plen: encoded.len() as u32,
+            stored: blob::seal_in_place(&ck, &aad, c),
+        }
+    }
+
+    /// Opens stored bytes of a blob and checks that the plaintext is what its key promises.
+    /// `ck` is the content key from the tree (data) or `None` for trees (derived from the id).
+    pub fn open_blob(&self, btype: BlobType, id: &Id, ck: Option<&[u8; 32]>, loc: &BlobLocation<'_>, stored: &[u8]) -> Result<Vec<u8>> {
+        let fail = |stage: &'static str| Error::BlobIntegrity {
+            id: id.to_hex(),
+            pack: loc.pack.name.to_hex(),
+            offset: loc.offset,
+            stage,
+        };
+        if stored.len() != loc.slen as usize {
+            return Err(fail("length"));
+        }
+        let tree_ck;
+        let ck = match (btype, ck) {
+            (BlobType::Tree, _) => {
+                tree_ck = kh(&self.host.k_tkey, &id.0);
+                &tree_ck
+            }
+            (_, Some(ck)) => ck,
+            (_, None) => return Err(fail("content")),
+        };
+        let c = blob::open(ck, &self.aad(btype, id), stored).map_err(|_| fail("aead"))?;
+        let plain = compress::decode(&c, loc.plen as usize).map_err(|_| fail("decompress"))?;
+        // GCM does not commit to its key: re-derive the key from the plaintext and compare.
+        let ok = match btype {
+            BlobType::GroupData => kh(&self.group.k_conv, &plain) == *ck,
+            BlobType::PrivateData => kh(&self.host.k_pconv, &plain) == *ck,
+            BlobType::Tree => kh(&self.host.k_tid, &plain) == id.0,
+        };
+        if !ok || plain.len() != loc.plen as usize {
+            return Err(fail("content"));
+        }
+        Ok(plain)
+    }
+
+    /// Repository path of a pack.
+    pub fn pack_path(&self, loc: &BlobLocation<'_>) -> String {
+        layout::host_file(&loc.pack.host, HostDir::Packs, &loc.pack.name)
+    }
+
+    /// Reads and opens one blob through the index.
+    pub fn load_blob(&self, btype: BlobType, id: &Id, ck: Option<&[u8; 32]>) -> Result<Vec<u8>> {
+        let loc = self.index.lookup(id).ok_or_else(|| Error::NotFound {
+            what: "blob",
+            name: id.to_hex(),
+        })?;
+        let stored = self
+            .backend
+            .read(&self.pack_path(&loc), Some(loc.offset..loc.offset + u64::from(loc.slen)))?;
+        self.open_blob(btype, id, ck, &loc, &stored)
+    }
+
+    /// Loads and decodes a tree.
+    pub fn load_tree(&self, tid: &Id) -> Result<Tree> {
+        let plain = self.load_blob(BlobType::Tree, tid, None)?;
+        Tree::decode(&plain).map_err(|e| Error::corrupt("tree", tid.to_hex(), e.to_string()))
+    }
+}
+
+/// A small cache of decoded trees, shared by threads (diff, find, and parents in backup
+/// revisit the same subtrees).
+#[derive(Default)]
+pub struct TreeCache {
+    trees: Mutex<HashMap<Id, std::sync::Arc<Tree>>>,
+}
+
+impl TreeCache {
+    /// Loads through the cache.
+    pub fn get(&self, repo: &Repository, tid: &Id) -> Result<std::sync::Arc<Tree>> {
+        if let Ok(m) = self.trees.lock() {
+            if let Some(t) = m.get(tid) {
+                return Ok(t.clone());
+            }
+        }
+        let t = std::sync::Arc::new(repo.load_tree(tid)?);
+        if let Ok(mut m) = self.trees.lock() {
+            if m.len() > 4096 {
+                m.clear();
+            }
+            m.insert(*tid, t.clone());
+        }
+        Ok(t)
+    }
+}

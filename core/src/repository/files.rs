@@ -1,0 +1,148 @@
+//! Sealed repository files: snapshots and index files, named by the BLAKE3 of their bytes.
+
+use super::Repository;
+use crate::backend::layout::{self, HostDir};
+use crate::backend::WriteBody;
+use crate::crypto::sealed::{self, Expect, FileType, SealedHeader};
+use crate::crypto::Key32;
+use crate::error::{Error, Result};
+use crate::id::{Id, Id16};
+use crate::index::IndexFile;
+use crate::snapshot::Snapshot;
+
+impl Repository {
+    fn seal_key(&self, ftype: FileType) -> (&Key32, Id16, u32) {
+        match ftype {
+            FileType::SharedIndex | FileType::GroupPackHeader => (&self.group.k_sidx, self.group.group_id, self.group.epoch),
+            _ => (&self.host.k_meta, self.host.host_id, self.host.epoch),
+        }
+    }
+
+    /// Seals a payload as a file of type `ftype` written by this host.
+    pub fn seal_file(&self, ftype: FileType, payload: &[u8]) -> Vec<u8> {
+        let (key, scope_id, scope_epoch) = self.seal_key(ftype);
+        let hdr = SealedHeader {
+            ftype: ftype as u8,
+            repo_id: self.config.repo_id,
+            writer_id: self.host.host_id,
+            scope_id,
+            scope_epoch,
+            seq: u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0),
+            salt: crate::crypto::random_array(),
+        };
+        sealed::seal(key, &hdr, payload, self.config.zstd_level)
+    }
+
+    /// Opens a sealed file of type `ftype` written by `writer`; `name` is for errors.
+    pub fn open_file(&self, ftype: FileType, writer: Id16, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+        let (key, _, _) = self.seal_key(ftype);
+        let expect = Expect {
+            ftype,
+            repo_id: self.config.repo_id,
+            writer_id: Some(writer),
+        };
+        sealed::open(key, &expect, bytes)
+            .map(|(_, p)| p)
+            .map_err(|r| Error::corrupt(ftype.name(), name, r))
+    }
+
+    /// Writes a sealed file into this host's `dir`; returns its name.
+    fn save_sealed(&self, dir: HostDir, ftype: FileType, payload: &[u8]) -> Result<Id> {
+        let bytes = self.seal_file(ftype, payload);
+        let name = Id::of_bytes(&bytes);
+        self.backend
+            .write(&layout::host_file(&self.host.host_id, dir, &name), &WriteBody::Bytes(&bytes))?;
+        Ok(name)
+    }
+
+    /// Reads a file and checks that its bytes hash to its name.
+    pub fn read_named(&self, path: &str, name: &Id, what: &'static str) -> Result<Vec<u8>> {
+        let bytes = self.backend.read(path, None)?;
+        if Id::of_bytes(&bytes) != *name {
+            return Err(Error::corrupt(what, path, "content does not match its name (BLAKE3)"));
+        }
+        Ok(bytes)
+    }
+
+    /// Writes a snapshot; returns its id.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
+        self.save_sealed(HostDir::Snapshots, FileType::Snapshot, &s.encode())
+    }
+
+    /// Writes an index file (shared or private, by `private`); returns its name.
+    pub fn save_index_file(&self, f: &IndexFile, private: bool) -> Result<Id> {
+        if private {
+            self.save_sealed(HostDir::TreeIndex, FileType::PrivateIndex, &f.encode())
+        } else {
+            self.save_sealed(HostDir::Index, FileType::SharedIndex, &f.encode())
+        }
+    }
+
+    /// Names of this host's files in `dir`.
+    pub fn list_names(&self, dir: HostDir) -> Result<Vec<Id>> {
+        let mut out = Vec::new();
+        for item in self.backend.list(&layout::host_dir(&self.host.host_id, dir))? {
+            let item = item?;
+            if let Some((_, d, name)) = layout::parse_host_file(&item.path) {
+                if d == dir {
+                    out.push(name);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads one snapshot by name.
+    pub fn load_snapshot(&self, name: &Id) -> Result<Snapshot> {
+        let path = layout::host_file(&self.host.host_id, HostDir::Snapshots, name);
+        let bytes = self.read_named(&path, name, "snapshot")?;
+        let plain = self.open_file(FileType::Snapshot, self.host.host_id, &path, &bytes)?;
+        Snapshot::decode(&plain).map_err(|e| Error::corrupt("snapshot", path, e.to_string()))
+    }
+
+    /// Loads every snapshot of this host, oldest first. Unreadable snapshot files are
+    /// returned as errors alongside, so one damaged file does not hide the others.
+    pub fn load_snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for name in self.list_names(HostDir::Snapshots)? {
+            match self.load_snapshot(&name) {
+                Ok(s) => ok.push((name, s)),
+                Err(e) => bad.push(e),
+            }
+        }
+        ok.sort_by(|a, b| a.1.time_ns.cmp(&b.1.time_ns).then(a.0.cmp(&b.0)));
+        Ok((ok, bad))
+    }
+
+    /// Reads, checks and decodes every index file of this host (shared and private).
+    /// Damaged files come back as errors beside the good ones: blobs they listed are
+    /// missing, but everything else stays usable.
+    pub fn read_index_files(&self) -> Result<(Vec<(String, IndexFile)>, Vec<Error>)> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for (dir, ftype) in [
+            (HostDir::Index, FileType::SharedIndex),
+            (HostDir::TreeIndex, FileType::PrivateIndex),
+        ] {
+            for name in self.list_names(dir)? {
+                let path = layout::host_file(&self.host.host_id, dir, &name);
+                match self.read_index_file(&path, &name, ftype) {
+                    Ok(f) => out.push((path, f)),
+                    Err(e) => bad.push(e),
+                }
+            }
+        }
+        Ok((out, bad))
+    }
+
+    fn read_index_file(&self, path: &str, name: &Id, ftype: FileType) -> Result<IndexFile> {
+        let bytes = self.read_named(path, name, ftype.name())?;
+        let plain = self.open_file(ftype, self.host.host_id, path, &bytes)?;
+        let f = IndexFile::decode(&plain).map_err(|e| Error::corrupt(ftype.name(), path, e.to_string()))?;
+        if f.writer != self.host.host_id {
+            return Err(Error::corrupt(ftype.name(), path, "lists packs of another host"));
+        }
+        Ok(f)
+    }
+}
