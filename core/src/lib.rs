@@ -27,4 +27,6 @@ pub mod tree;
 
 pub use error::{Error, Result};
 pub use id::{Id, Id16};
+pub mod archiver;
 pub mod repository;
+pub mod restorer;

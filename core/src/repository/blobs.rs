@@ -55,7 +55,11 @@ impl Repository {
 
     /// Seals a data chunk whose key and id were computed by [`Self::data_key_and_id`].
     pub fn seal_data(&self, plain: &[u8], ck: &[u8; 32], id: Id, private: bool) -> SealedBlob {
-        let btype = if private { BlobType::PrivateData } else { BlobType::GroupData };
+        let btype = if private {
+            BlobType::PrivateData
+        } else {
+            BlobType::GroupData
+        };
         let aad = self.aad(btype, &id);
         let c = compress::encode(plain, self.config.zstd_level, 13);
         SealedBlob {
@@ -86,7 +90,14 @@ impl Repository {
 
     /// Opens stored bytes of a blob and checks that the plaintext is what its key promises.
     /// `ck` is the content key from the tree (data) or `None` for trees (derived from the id).
-    pub fn open_blob(&self, btype: BlobType, id: &Id, ck: Option<&[u8; 32]>, loc: &BlobLocation<'_>, stored: &[u8]) -> Result<Vec<u8>> {
+    pub fn open_blob(
+        &self,
+        btype: BlobType,
+        id: &Id,
+        ck: Option<&[u8; 32]>,
+        loc: &BlobLocation<'_>,
+        stored: &[u8],
+    ) -> Result<Vec<u8>> {
         let fail = |stage: &'static str| Error::BlobIntegrity {
             id: id.to_hex(),
             pack: loc.pack.name.to_hex(),
@@ -130,9 +141,10 @@ impl Repository {
             what: "blob",
             name: id.to_hex(),
         })?;
-        let stored = self
-            .backend
-            .read(&self.pack_path(&loc), Some(loc.offset..loc.offset + u64::from(loc.slen)))?;
+        let stored = self.backend.read(
+            &self.pack_path(&loc),
+            Some(loc.offset..loc.offset + u64::from(loc.slen)),
+        )?;
         self.open_blob(btype, id, ck, &loc, &stored)
     }
 

@@ -13,7 +13,9 @@ use crate::snapshot::Snapshot;
 impl Repository {
     fn seal_key(&self, ftype: FileType) -> (&Key32, Id16, u32) {
         match ftype {
-            FileType::SharedIndex | FileType::GroupPackHeader => (&self.group.k_sidx, self.group.group_id, self.group.epoch),
+            FileType::SharedIndex | FileType::GroupPackHeader => {
+                (&self.group.k_sidx, self.group.group_id, self.group.epoch)
+            }
             _ => (&self.host.k_meta, self.host.host_id, self.host.epoch),
         }
     }
@@ -34,7 +36,13 @@ impl Repository {
     }
 
     /// Opens a sealed file of type `ftype` written by `writer`; `name` is for errors.
-    pub fn open_file(&self, ftype: FileType, writer: Id16, name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    pub fn open_file(
+        &self,
+        ftype: FileType,
+        writer: Id16,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>> {
         let (key, _, _) = self.seal_key(ftype);
         let expect = Expect {
             ftype,
@@ -50,8 +58,10 @@ impl Repository {
     fn save_sealed(&self, dir: HostDir, ftype: FileType, payload: &[u8]) -> Result<Id> {
         let bytes = self.seal_file(ftype, payload);
         let name = Id::of_bytes(&bytes);
-        self.backend
-            .write(&layout::host_file(&self.host.host_id, dir, &name), &WriteBody::Bytes(&bytes))?;
+        self.backend.write(
+            &layout::host_file(&self.host.host_id, dir, &name),
+            &WriteBody::Bytes(&bytes),
+        )?;
         Ok(name)
     }
 
@@ -59,7 +69,11 @@ impl Repository {
     pub fn read_named(&self, path: &str, name: &Id, what: &'static str) -> Result<Vec<u8>> {
         let bytes = self.backend.read(path, None)?;
         if Id::of_bytes(&bytes) != *name {
-            return Err(Error::corrupt(what, path, "content does not match its name (BLAKE3)"));
+            return Err(Error::corrupt(
+                what,
+                path,
+                "content does not match its name (BLAKE3)",
+            ));
         }
         Ok(bytes)
     }
@@ -81,7 +95,10 @@ impl Repository {
     /// Names of this host's files in `dir`.
     pub fn list_names(&self, dir: HostDir) -> Result<Vec<Id>> {
         let mut out = Vec::new();
-        for item in self.backend.list(&layout::host_dir(&self.host.host_id, dir))? {
+        for item in self
+            .backend
+            .list(&layout::host_dir(&self.host.host_id, dir))?
+        {
             let item = item?;
             if let Some((_, d, name)) = layout::parse_host_file(&item.path) {
                 if d == dir {
@@ -139,9 +156,14 @@ impl Repository {
     fn read_index_file(&self, path: &str, name: &Id, ftype: FileType) -> Result<IndexFile> {
         let bytes = self.read_named(path, name, ftype.name())?;
         let plain = self.open_file(ftype, self.host.host_id, path, &bytes)?;
-        let f = IndexFile::decode(&plain).map_err(|e| Error::corrupt(ftype.name(), path, e.to_string()))?;
+        let f = IndexFile::decode(&plain)
+            .map_err(|e| Error::corrupt(ftype.name(), path, e.to_string()))?;
         if f.writer != self.host.host_id {
-            return Err(Error::corrupt(ftype.name(), path, "lists packs of another host"));
+            return Err(Error::corrupt(
+                ftype.name(),
+                path,
+                "lists packs of another host",
+            ));
         }
         Ok(f)
     }

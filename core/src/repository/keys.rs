@@ -96,7 +96,11 @@ impl AdminPlain {
 
 impl Repository {
     /// Creates a repository and returns it open.
-    pub fn init(backend: Arc<dyn Backend>, password: &Password, opts: &InitOptions) -> Result<Self> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &Password,
+        opts: &InitOptions,
+    ) -> Result<Self> {
         if Self::exists(&*backend)? {
             return Err(Error::RepositoryExists {
                 location: backend.location(),
@@ -148,7 +152,11 @@ impl Repository {
     }
 
     /// Opens a repository with `password`, trying `key_file` or every admin key file.
-    pub fn open(backend: Arc<dyn Backend>, password: &Password, key_file: Option<&std::path::Path>) -> Result<Self> {
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        password: &Password,
+        key_file: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let config_bytes = Self::read_config(&*backend)?;
         let config = Config::from_file(&config_bytes)?;
         let candidates: Vec<(String, Vec<u8>)> = match key_file {
@@ -246,9 +254,19 @@ impl Repository {
     /// Adds a key file for the same secret under another password; returns its id.
     pub fn add_key(&self, password: &Password, kdf: KdfParams, label: String) -> Result<Id16> {
         let key_id = Id16::random();
-        let kf = KeyFile::wrap("admin", self.config.repo_id, key_id, label, kdf, password, &self.plain().encode())?;
-        self.backend
-            .write(&layout::admin_key(&key_id), &WriteBody::Bytes(&kf.to_json()))?;
+        let kf = KeyFile::wrap(
+            "admin",
+            self.config.repo_id,
+            key_id,
+            label,
+            kdf,
+            password,
+            &self.plain().encode(),
+        )?;
+        self.backend.write(
+            &layout::admin_key(&key_id),
+            &WriteBody::Bytes(&kf.to_json()),
+        )?;
         Ok(key_id)
     }
 
@@ -283,23 +301,32 @@ impl Repository {
                     name: prefix.into(),
                 })
             }
-            _ => return Err(Error::InvalidInput(format!("key prefix {prefix} is ambiguous"))),
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "key prefix {prefix} is ambiguous"
+                )))
+            }
         };
         if k.current {
             return Err(Error::InvalidInput(
-                "refusing to remove the key in use; open the repository with another key first".into(),
+                "refusing to remove the key in use; open the repository with another key first"
+                    .into(),
             ));
         }
-        let id: Id16 = k
-            .id
-            .parse()
-            .map_err(|_| Error::InvalidInput(format!("bad key id {}", k.id)))?;
+        let id: Id16 =
+            k.id.parse()
+                .map_err(|_| Error::InvalidInput(format!("bad key id {}", k.id)))?;
         self.backend.remove(&layout::admin_key(&id))?;
         Ok(k.id.clone())
     }
 
     /// Changes the password: writes a new key file, then removes the old one.
-    pub fn change_password(&mut self, password: &Password, kdf: KdfParams, label: String) -> Result<Id16> {
+    pub fn change_password(
+        &mut self,
+        password: &Password,
+        kdf: KdfParams,
+        label: String,
+    ) -> Result<Id16> {
         let new_id = self.add_key(password, kdf, label)?;
         let old = self.key_id;
         self.key_id = new_id;

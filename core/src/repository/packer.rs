@@ -74,7 +74,10 @@ pub struct Packer<'r> {
 impl Repository {
     /// Runs `f` with a packer; when it returns, flushes the open packs, waits for every
     /// upload and writes the final index files. Returns `f`'s result and the counts.
-    pub fn with_packer<R>(&self, f: impl FnOnce(&Packer<'_>) -> Result<R>) -> Result<(R, PackerStats)> {
+    pub fn with_packer<R>(
+        &self,
+        f: impl FnOnce(&Packer<'_>) -> Result<R>,
+    ) -> Result<(R, PackerStats)> {
         let uploaders = self.backend.properties().max_connections.clamp(1, 8);
         let (tx, rx) = bounded::<FinishedPack>(uploaders);
         let packer = Packer {
@@ -147,7 +150,10 @@ impl Packer<'_> {
         let target = self.repo.config().pack_target;
         let full = {
             let mut slots = lock(&self.slots);
-            slots.next = slots.next.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            slots.next = slots
+                .next
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let pick = (slots.next >> 63) as usize;
             let slot = match kind {
                 PackKind::Group => &mut slots.group[pick],
@@ -155,10 +161,10 @@ impl Packer<'_> {
                 PackKind::Tree => &mut slots.tree,
             };
             if slot.is_none() {
-                *slot = Some(
-                    PackWriter::new(kind, self.repo.spool_dir())
-                        .map_err(|e| Error::io("create spool file in", self.repo.spool_dir(), e))?,
-                );
+                *slot =
+                    Some(PackWriter::new(kind, self.repo.spool_dir()).map_err(|e| {
+                        Error::io("create spool file in", self.repo.spool_dir(), e)
+                    })?);
             }
             let w = slot.as_mut().ok_or(Error::Cancelled)?;
             w.add(blob.id, blob.plen, &blob.stored)
@@ -170,7 +176,8 @@ impl Packer<'_> {
             }
         };
         self.blobs.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(blob.stored.len() as u64, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(blob.stored.len() as u64, Ordering::Relaxed);
         if let Some(w) = full {
             self.send(w)?;
         }
@@ -195,7 +202,8 @@ impl Packer<'_> {
             )
             .map_err(|e| Error::io("finish pack in", self.repo.spool_dir(), e))?;
         let tx = lock(&self.tx).clone().ok_or(Error::Cancelled)?;
-        tx.send(done).map_err(|_| self.take_error().unwrap_or(Error::Cancelled))
+        tx.send(done)
+            .map_err(|_| self.take_error().unwrap_or(Error::Cancelled))
     }
 
     fn flush_open(&self) -> Result<()> {

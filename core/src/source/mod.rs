@@ -8,6 +8,7 @@
 //!   dedup) instead of the shared one (DESIGN.md §4, crypto.md §3.5).
 
 pub mod exclude;
+pub mod node;
 mod pattern;
 pub mod scope;
 

@@ -1,0 +1,335 @@
+//! The directory walk and the file saver of a backup.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use rayon::prelude::*;
+
+use super::{find_node, is_kind, Ctx, Trie};
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::source::node::{node_kind, read_node};
+use crate::tree::{ContentRef, Node, NodeKind, Tree, SCOPE_GROUP, SCOPE_PRIVATE};
+
+/// Chunks of one large file sealed in parallel at a time: bounds memory to this many
+/// maximum-size chunks per file being read.
+const CHUNK_BATCH: usize = 4;
+
+/// Stores the requested paths below `dir` and returns the tree id of `dir`.
+pub(super) fn save_trie(ctx: &Ctx<'_>, dir: &Path, trie: &Trie, parent: Option<Id>) -> Result<Id> {
+    let parent_tree = parent.and_then(|t| ctx.trees.get(ctx.repo, &t).ok());
+    let entries: Vec<(&OsString, &Trie)> = trie.children.iter().collect();
+    let nodes: Vec<Option<Node>> = entries
+        .par_iter()
+        .map(|(name, child)| -> Result<Option<Node>> {
+            let path = dir.join(name);
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    ctx.error(&path, format!("cannot stat: {e}"));
+                    return Ok(None);
+                }
+            };
+            let pnode = find_node(parent_tree.as_deref(), name.as_bytes());
+            if child.requested {
+                return save_entry(ctx, &path, name, &meta, pnode, meta.dev());
+            }
+            if !meta.is_dir() {
+                ctx.error(&path, "is not a directory (needed to reach a backup path)");
+                return Ok(None);
+            }
+            let mut node = match read_node(&path, name, &meta, NodeKind::Dir) {
+                Ok(n) => n,
+                Err(e) => {
+                    ctx.error(&path, format!("cannot read metadata: {e}"));
+                    return Ok(None);
+                }
+            };
+            let psub = pnode
+                .filter(|p| p.kind == Some(NodeKind::Dir))
+                .and_then(|p| p.subtree);
+            node.subtree = Some(save_trie(ctx, &path, child, psub)?);
+            Ok(Some(node))
+        })
+        .collect::<Result<_>>()?;
+    ctx.store_tree(&Tree {
+        scopes: ctx.scopes,
+        nodes: sorted(nodes),
+    })
+}
+
+fn sorted(nodes: Vec<Option<Node>>) -> Vec<Node> {
+    let mut v: Vec<Node> = nodes.into_iter().flatten().collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// Backs up one entry; `None` when it is excluded, a socket, or unreadable (recorded).
+fn save_entry(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    name: &OsStr,
+    meta: &Metadata,
+    parent: Option<&Node>,
+    root_dev: u64,
+) -> Result<Option<Node>> {
+    ctx.check_cancel()?;
+    let Some(kind) = node_kind(meta) else {
+        return Ok(None);
+    };
+    let ex = &ctx.opts.excluder;
+    if ex.excludes_path(path, kind == NodeKind::Dir)
+        || ex.excludes_by_size(meta.size(), kind == NodeKind::File)
+    {
+        return Ok(None);
+    }
+    let mut node = match read_node(path, name, meta, kind) {
+        Ok(n) => n,
+        Err(e) => {
+            ctx.error(path, format!("cannot read metadata: {e}"));
+            return Ok(None);
+        }
+    };
+    match kind {
+        NodeKind::File => {
+            if !save_file_content(ctx, path, &mut node, parent)? {
+                return Ok(None);
+            }
+        }
+        NodeKind::Dir => {
+            let psub = parent
+                .filter(|p| p.kind == Some(NodeKind::Dir))
+                .and_then(|p| p.subtree);
+            let tid = if ctx.opts.one_file_system && meta.dev() != root_dev {
+                // A mount point: keep the directory itself, not the other file system.
+                ctx.store_tree(&Tree {
+                    scopes: ctx.scopes,
+                    nodes: vec![],
+                })?
+            } else {
+                save_dir(ctx, path, psub, root_dev)?
+            };
+            let counter = match psub {
+                None => &ctx.counts.dirs_new,
+                Some(p) if p == tid => &ctx.counts.dirs_unchanged,
+                Some(_) => &ctx.counts.dirs_changed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            node.subtree = Some(tid);
+        }
+        _ => {}
+    }
+    Ok(Some(node))
+}
+
+fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Result<Id> {
+    let parent_tree = parent.and_then(|t| ctx.trees.get(ctx.repo, &t).ok());
+    let keep_only = match ctx.opts.excluder.matching_tag_files(path) {
+        Ok(tags) if !tags.is_empty() => Some(tags),
+        Ok(_) => None,
+        Err(e) => {
+            ctx.error(path, format!("cannot check exclusion tag files: {e}"));
+            None
+        }
+    };
+    let mut names: Vec<OsString> = Vec::new();
+    match std::fs::read_dir(path) {
+        Ok(rd) => {
+            for entry in rd {
+                match entry {
+                    Ok(e) => names.push(e.file_name()),
+                    Err(e) => ctx.error(path, format!("cannot list directory: {e}")),
+                }
+            }
+        }
+        Err(e) => ctx.error(path, format!("cannot list directory: {e}")),
+    }
+    if let Some(keep) = &keep_only {
+        names.retain(|n| keep.contains(n));
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let nodes: Vec<Option<Node>> = names
+        .par_iter()
+        .map(|name| {
+            let child = path.join(name);
+            match std::fs::symlink_metadata(&child) {
+                Ok(meta) => save_entry(
+                    ctx,
+                    &child,
+                    name,
+                    &meta,
+                    super::find_node(parent_tree.as_deref(), name.as_bytes()),
+                    root_dev,
+                ),
+                Err(e) => {
+                    ctx.error(&child, format!("vanished or unreadable: {e}"));
+                    Ok(None)
+                }
+            }
+        })
+        .collect::<Result<_>>()?;
+    ctx.store_tree(&Tree {
+        scopes: ctx.scopes,
+        nodes: sorted(nodes),
+    })
+}
+
+/// Whether the parent's content list can be reused for `node` unread.
+fn reusable(ctx: &Ctx<'_>, node: &Node, parent: Option<&Node>) -> Option<Vec<ContentRef>> {
+    let p = parent.filter(|p| is_kind(Some(p), NodeKind::File))?;
+    let same = p.size == node.size
+        && p.mtime_ns == node.mtime_ns
+        && p.ctime_ns == node.ctime_ns
+        && p.inode == node.inode;
+    if !same {
+        return None;
+    }
+    // A parent whose blobs were lost (damaged index, repaired repository) must not be
+    // propagated: read the file again instead.
+    let all_known = p.content.iter().all(|c| {
+        let (_, id) = ctx.repo.content_id(c);
+        ctx.repo.index().contains(&id)
+    });
+    all_known.then(|| p.content.clone())
+}
+
+/// Fills `node.content`; returns false when the file could not be read (recorded).
+fn save_file_content(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    node: &mut Node,
+    parent: Option<&Node>,
+) -> Result<bool> {
+    ctx.counts
+        .total_bytes
+        .fetch_add(node.size, Ordering::Relaxed);
+    if let Some(content) = reusable(ctx, node, parent) {
+        node.content = content;
+        ctx.counts.files_unchanged.fetch_add(1, Ordering::Relaxed);
+        ctx.progress.file_done(path, node.size, true);
+        return Ok(true);
+    }
+    let private = ctx.scope.is_private(path, node.size);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+        .or_else(|_| std::fs::File::open(path));
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.error(path, format!("cannot open: {e}"));
+            return Ok(false);
+        }
+    };
+    match chunk_file(ctx, file, private) {
+        Ok((content, read)) => {
+            if read != node.size {
+                // The file changed while it was read; what was read is consistent chunks
+                // of some version of it, so keep it, with the size actually read.
+                node.size = read;
+            }
+            node.content = content;
+            let counter = if is_kind(parent, NodeKind::File) {
+                &ctx.counts.files_changed
+            } else {
+                &ctx.counts.files_new
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            ctx.progress.file_done(path, read, false);
+            Ok(true)
+        }
+        Err(Error::Io { source, .. }) => {
+            ctx.error(path, format!("cannot read: {source}"));
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn chunk_file(ctx: &Ctx<'_>, input: impl Read, private: bool) -> Result<(Vec<ContentRef>, u64)> {
+    let io = |e| Error::io("read", "", e);
+    let mut chunker = Chunker::new(input, ctx.repo.gear().clone(), &ctx.repo.config().chunker)
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let mut content = Vec::new();
+    let mut read = 0u64;
+    loop {
+        ctx.check_cancel()?;
+        let mut batch = Vec::with_capacity(CHUNK_BATCH);
+        while batch.len() < CHUNK_BATCH {
+            match chunker.next_chunk().map_err(io)? {
+                Some(c) => batch.push(c),
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
+        read += n;
+        ctx.counts.bytes_read.fetch_add(n, Ordering::Relaxed);
+        ctx.progress.bytes_read(n);
+        let last = batch.len() < CHUNK_BATCH;
+        let refs: Vec<ContentRef> = if batch.len() == 1 {
+            vec![save_chunk(ctx, &batch[0], private)?]
+        } else {
+            batch
+                .par_iter()
+                .map(|c| save_chunk(ctx, c, private))
+                .collect::<Result<_>>()?
+        };
+        content.extend(refs);
+        if last {
+            break;
+        }
+    }
+    Ok((content, read))
+}
+
+fn save_chunk(ctx: &Ctx<'_>, data: &[u8], private: bool) -> Result<ContentRef> {
+    let (ck, id) = ctx.repo.data_key_and_id(data, private);
+    if ctx.packer.reserve(&id) && !ctx.opts.dry_run {
+        ctx.packer.add(ctx.repo.seal_data(data, &ck, id, private))?;
+    }
+    Ok(ContentRef {
+        scope: if private { SCOPE_PRIVATE } else { SCOPE_GROUP },
+        ck,
+        plen: data.len() as u32,
+    })
+}
+
+/// Backs up standard input as a single file `name` in an otherwise empty root.
+pub(super) fn save_stdin(ctx: &Ctx<'_>, name: &str, input: &mut (dyn Read + Send)) -> Result<Id> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::InvalidInput(format!(
+            "invalid --stdin-filename {name:?}"
+        )));
+    }
+    let (content, read) = chunk_file(ctx, input, false)?;
+    ctx.counts.files_new.fetch_add(1, Ordering::Relaxed);
+    ctx.counts.total_bytes.fetch_add(read, Ordering::Relaxed);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let node = Node {
+        name: name.as_bytes().to_vec(),
+        kind: Some(NodeKind::File),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: now,
+        ctime_ns: now,
+        size: read,
+        nlink: 1,
+        content,
+        ..Node::default()
+    };
+    ctx.store_tree(&Tree {
+        scopes: ctx.scopes,
+        nodes: vec![node],
+    })
+}

@@ -1,0 +1,57 @@
+//! Metadata applied after all content: owner (when root), mode, xattrs, times.
+//!
+//! Order matters: chown clears setuid bits and file capabilities, so mode and xattrs come
+//! after it; chmod rewrites the ACL mask, so ACL xattrs come after it; times come last
+//! because every other change bumps ctime/mtime. Directories are done deepest first so a
+//! child's changes do not touch its parent's mtime afterwards.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+
+use filetime::FileTime;
+
+use super::collect::{Entry, Listing};
+use super::plan::Action;
+use super::RestoreSummary;
+use crate::tree::NodeKind;
+
+pub(super) fn apply_all(listing: &Listing, actions: &[Action], summary: &mut RestoreSummary) {
+    let root = nix::unistd::geteuid().is_root();
+    let mut order: Vec<usize> = (0..listing.entries.len())
+        .filter(|&i| actions[i] != Action::Failed)
+        .collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(listing.entries[i].depth));
+    for i in order {
+        if let Err(msg) = apply(&listing.entries[i], root) {
+            summary.warnings.push(msg);
+        }
+    }
+}
+
+fn apply(e: &Entry, root: bool) -> Result<(), String> {
+    let n = &e.node;
+    let p = &e.target;
+    let fail =
+        |what: &str, err: std::io::Error| format!("cannot set {what} of {}: {err}", p.display());
+    let symlink = n.kind == Some(NodeKind::Symlink);
+    if root {
+        std::os::unix::fs::lchown(p, Some(n.uid), Some(n.gid)).map_err(|err| fail("owner", err))?;
+    }
+    if !symlink {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(n.mode))
+            .map_err(|err| fail("mode", err))?;
+    }
+    for (name, value) in &n.xattrs {
+        let name = OsStr::from_bytes(name);
+        // Without root, trusted.* and security.* cannot be set; say so but go on.
+        if let Err(err) = xattr::set(p, name, value) {
+            return Err(fail(&format!("xattr {}", name.to_string_lossy()), err));
+        }
+    }
+    let mtime = FileTime::from_unix_time(
+        n.mtime_ns.div_euclid(1_000_000_000),
+        n.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
+    filetime::set_symlink_file_times(p, mtime, mtime).map_err(|err| fail("times", err))
+}

@@ -1,0 +1,379 @@
+//! Creating the targets, then fetching content by pack: each needed range of a pack is
+//! streamed once and its blobs fanned out to every file offset that needs them.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::collect::Listing;
+use super::{Overwrite, RestoreOptions, RestoreProgress, RestoreSummary};
+use crate::crypto::blob::BlobType;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::repository::Repository;
+use crate::tree::NodeKind;
+
+/// Reads of one pack closer than this are merged into one request.
+const MERGE_GAP: u64 = 1 << 20;
+
+/// What happens to each listed entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A file whose content must be written.
+    Write,
+    /// A file left as it is.
+    Skip,
+    /// Created without content (directory, symlink, hardlink, device, fifo).
+    Created,
+    /// Could not be created (recorded as a warning).
+    Failed,
+}
+
+fn create_err(path: &Path, e: std::io::Error) -> Error {
+    Error::io("create", path, e)
+}
+
+/// Creates directories, empty files of final size, links and special files.
+pub fn prepare_targets(
+    listing: &Listing,
+    opts: &RestoreOptions,
+    summary: &mut RestoreSummary,
+) -> Result<Vec<Action>> {
+    if !opts.dry_run {
+        std::fs::create_dir_all(&opts.target).map_err(|e| create_err(&opts.target, e))?;
+    }
+    let mut links: HashMap<(u64, u64), &Path> = HashMap::new();
+    let mut actions = Vec::with_capacity(listing.entries.len());
+    for e in &listing.entries {
+        let n = &e.node;
+        let exists = std::fs::symlink_metadata(&e.target).ok();
+        let action = match n.kind {
+            Some(NodeKind::Dir) => {
+                if !opts.dry_run && !exists.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+                    std::fs::create_dir_all(&e.target).map_err(|err| create_err(&e.target, err))?;
+                }
+                summary.dirs += 1;
+                Action::Created
+            }
+            Some(NodeKind::File) => {
+                if n.nlink > 1 {
+                    if let Some(first) = links.get(&(n.dev, n.inode)) {
+                        summary.others += 1;
+                        if !opts.dry_run {
+                            if exists.is_some() {
+                                let _ = std::fs::remove_file(&e.target);
+                            }
+                            std::fs::hard_link(first, &e.target)
+                                .map_err(|err| create_err(&e.target, err))?;
+                        }
+                        actions.push(Action::Created);
+                        continue;
+                    }
+                    links.insert((n.dev, n.inode), &e.target);
+                }
+                let skip = match (&exists, opts.overwrite) {
+                    (None, _) | (Some(_), Overwrite::Always) => false,
+                    (Some(_), Overwrite::Never) => true,
+                    (Some(m), Overwrite::IfChanged) => {
+                        m.is_file()
+                            && m.size() == n.size
+                            && crate::source::node::time_ns(m.mtime(), m.mtime_nsec()) == n.mtime_ns
+                    }
+                };
+                if skip {
+                    summary.files_skipped += 1;
+                    Action::Skip
+                } else {
+                    summary.files_restored += 1;
+                    summary.bytes += n.size;
+                    if !opts.dry_run {
+                        if exists.as_ref().is_some_and(|m| !m.is_file()) {
+                            remove_any(&e.target)?;
+                        }
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .open(&e.target)
+                            .map_err(|err| create_err(&e.target, err))?;
+                        // Final size first: chunks that are all zeros are then never
+                        // written and stay holes.
+                        f.set_len(n.size)
+                            .map_err(|err| Error::io("resize", &e.target, err))?;
+                    }
+                    Action::Write
+                }
+            }
+            Some(kind) => {
+                summary.others += 1;
+                if opts.dry_run {
+                    Action::Created
+                } else {
+                    if exists.is_some() {
+                        if opts.overwrite == Overwrite::Never {
+                            actions.push(Action::Skip);
+                            continue;
+                        }
+                        remove_any(&e.target)?;
+                    }
+                    match create_special(kind, &e.target, n) {
+                        Ok(()) => Action::Created,
+                        Err(err) => {
+                            summary
+                                .warnings
+                                .push(format!("cannot create {}: {err}", e.target.display()));
+                            Action::Failed
+                        }
+                    }
+                }
+            }
+            None => Action::Failed,
+        };
+        actions.push(action);
+    }
+    Ok(actions)
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    let r = match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(_) => Ok(()),
+    };
+    r.map_err(|e| Error::io("remove", p, e))
+}
+
+fn create_special(kind: NodeKind, path: &Path, n: &crate::tree::Node) -> std::io::Result<()> {
+    use nix::sys::stat::{Mode, SFlag};
+    use std::os::unix::ffi::OsStrExt;
+    let mode = Mode::from_bits_truncate(n.mode & 0o777);
+    match kind {
+        NodeKind::Symlink => {
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&n.target), path)
+        }
+        NodeKind::Fifo => nix::unistd::mkfifo(path, mode).map_err(std::io::Error::from),
+        NodeKind::CharDev | NodeKind::BlockDev => {
+            let t = if kind == NodeKind::CharDev {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
+            nix::sys::stat::mknod(path, t, mode, n.rdev).map_err(std::io::Error::from)
+        }
+        NodeKind::File | NodeKind::Dir => Ok(()),
+    }
+}
+
+struct BlobJob {
+    id: Id,
+    btype: BlobType,
+    ck: [u8; 32],
+    offset: u64,
+    slen: u32,
+    /// (entry, offset in file)
+    targets: Vec<(usize, u64)>,
+}
+
+/// Blobs to fetch, grouped by pack.
+pub struct Plan {
+    packs: Vec<(u32, Vec<BlobJob>)>,
+    /// Problems found while planning (missing blobs).
+    pub missing: Vec<String>,
+}
+
+impl Plan {
+    /// Plans every file marked [`Action::Write`].
+    pub fn build(repo: &Repository, listing: &Listing, actions: &[Action]) -> Result<Self> {
+        let mut by_pack: HashMap<u32, (Vec<BlobJob>, HashMap<Id, usize>)> = HashMap::new();
+        let mut missing = Vec::new();
+        for (i, e) in listing.entries.iter().enumerate() {
+            if actions[i] != Action::Write {
+                continue;
+            }
+            let mut off = 0u64;
+            for c in &e.node.content {
+                let (btype, id) = repo.content_id(c);
+                match repo.index().lookup(&id) {
+                    Some(loc) => {
+                        let (jobs, seen) = by_pack.entry(loc.pack_no).or_default();
+                        let j = *seen.entry(id).or_insert_with(|| {
+                            jobs.push(BlobJob {
+                                id,
+                                btype,
+                                ck: c.ck,
+                                offset: loc.offset,
+                                slen: loc.slen,
+                                targets: Vec::new(),
+                            });
+                            jobs.len() - 1
+                        });
+                        jobs[j].targets.push((i, off));
+                    }
+                    None => missing.push(format!(
+                        "{}: blob {} at offset {off} is missing from the index",
+                        e.snap_path.display(),
+                        id.short()
+                    )),
+                }
+                off += u64::from(c.plen);
+            }
+        }
+        let mut packs: Vec<(u32, Vec<BlobJob>)> = by_pack
+            .into_iter()
+            .map(|(p, (mut jobs, _))| {
+                jobs.sort_by_key(|j| j.offset);
+                (p, jobs)
+            })
+            .collect();
+        packs.sort_by_key(|(p, _)| *p);
+        Ok(Self { packs, missing })
+    }
+
+    /// Number of packs to read.
+    pub fn pack_count(&self) -> usize {
+        self.packs.len()
+    }
+
+    /// Fetches and writes everything; returns bytes written. Blobs that fail their checks
+    /// are reported and skipped (other files still restore); a write error (disk full)
+    /// stops the restore.
+    pub fn execute(
+        &self,
+        repo: &Repository,
+        listing: &Listing,
+        progress: &dyn RestoreProgress,
+        cancel: &AtomicBool,
+    ) -> Result<(u64, Vec<String>)> {
+        let written = AtomicU64::new(0);
+        let problems = Mutex::new(self.missing.clone());
+        self.packs
+            .par_iter()
+            .try_for_each(|(pack_no, jobs)| -> Result<()> {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                let Some(pack) = repo.index().packs().get(*pack_no as usize) else {
+                    return Ok(());
+                };
+                let path = crate::backend::layout::host_file(
+                    &pack.host,
+                    crate::backend::layout::HostDir::Packs,
+                    &pack.name,
+                );
+                for range in ranges(jobs) {
+                    let start = range[0].offset;
+                    let end = range
+                        .iter()
+                        .map(|j| j.offset + u64::from(j.slen))
+                        .max()
+                        .unwrap_or(start);
+                    let mut fatal: Option<Error> = None;
+                    let mut bad: Vec<String> = Vec::new();
+                    let mut consumer = |r: &mut dyn Read| -> std::io::Result<()> {
+                        bad.clear();
+                        let mut pos = start;
+                        let mut buf = Vec::new();
+                        for j in range {
+                            std::io::copy(
+                                &mut (&mut *r).take(j.offset - pos),
+                                &mut std::io::sink(),
+                            )?;
+                            buf.resize(j.slen as usize, 0);
+                            r.read_exact(&mut buf)?;
+                            pos = j.offset + u64::from(j.slen);
+                            let loc = match repo.index().lookup(&j.id) {
+                                Some(l) => l,
+                                None => continue,
+                            };
+                            let plain =
+                                match repo.open_blob(j.btype, &j.id, Some(&j.ck), &loc, &buf) {
+                                    Ok(p) => p,
+                                    Err(e) => {
+                                        for (entry, off) in &j.targets {
+                                            bad.push(format!(
+                                                "{} at offset {off}: {e}",
+                                                listing.entries[*entry].snap_path.display()
+                                            ));
+                                        }
+                                        continue;
+                                    }
+                                };
+                            let zero = plain.iter().all(|b| *b == 0);
+                            for (entry, off) in &j.targets {
+                                if !zero {
+                                    let target = &listing.entries[*entry].target;
+                                    let res = OpenOptions::new()
+                                        .write(true)
+                                        .open(target)
+                                        .and_then(|f| f.write_all_at(&plain, *off));
+                                    if let Err(e) = res {
+                                        fatal = Some(Error::io("write", target, e));
+                                        return Err(std::io::Error::other("write failed"));
+                                    }
+                                    written.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                                }
+                                progress.bytes_done(plain.len() as u64);
+                            }
+                        }
+                        Ok(())
+                    };
+                    let res = repo
+                        .backend()
+                        .read_stream(&path, Some(start..end), &mut consumer);
+                    if let Some(e) = fatal {
+                        return Err(e);
+                    }
+                    if let Err(e) = res {
+                        // The pack is missing or unreadable: the files that needed it are
+                        // incomplete, everything else goes on.
+                        let mut p = problems
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for j in range {
+                            for (entry, _) in &j.targets {
+                                p.push(format!(
+                                    "{}: {e}",
+                                    listing.entries[*entry].snap_path.display()
+                                ));
+                            }
+                        }
+                        continue;
+                    }
+                    problems
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend(bad);
+                }
+                Ok(())
+            })?;
+        let mut problems = problems.into_inner().unwrap_or_default();
+        problems.sort();
+        problems.dedup();
+        Ok((written.into_inner(), problems))
+    }
+}
+
+/// Splits a pack's sorted jobs into runs read with one request each.
+fn ranges(jobs: &[BlobJob]) -> Vec<&[BlobJob]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=jobs.len() {
+        let split = i == jobs.len() || {
+            let prev_end = jobs[i - 1].offset + u64::from(jobs[i - 1].slen);
+            jobs[i].offset > prev_end + MERGE_GAP || jobs[i].offset < prev_end
+        };
+        if split {
+            if start < i {
+                out.push(&jobs[start..i]);
+            }
+            start = i;
+        }
+    }
+    out
+}

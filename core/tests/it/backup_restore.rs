@@ -1,0 +1,94 @@
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use cairn_core::archiver::{backup, BackupOptions, NoProgress};
+use cairn_core::restorer::{restore, NoRestoreProgress, Overwrite, RestoreOptions};
+use cairn_core::source::exclude::{ExcludeOptions, Excluder};
+
+use crate::support::*;
+
+fn opts(paths: Vec<PathBuf>) -> BackupOptions {
+    BackupOptions {
+        paths,
+        hostname: "h".into(),
+        username: "u".into(),
+        tags: vec![],
+        parent: None,
+        excluder: Excluder::new(&ExcludeOptions::default()).unwrap(),
+        one_file_system: false,
+        dry_run: false,
+        time_ns: 1,
+        program: "test".into(),
+        stdin_name: None,
+    }
+}
+
+fn ropts(target: &Path) -> RestoreOptions {
+    RestoreOptions {
+        target: target.to_path_buf(),
+        subpath: None,
+        include: None,
+        exclude: None,
+        verify: true,
+        overwrite: Overwrite::Always,
+        delete: false,
+        dry_run: false,
+    }
+}
+
+#[test]
+fn round_trip_and_unchanged_rebackup_reads_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    write(&s.join("small.txt"), b"hello");
+    write(&s.join("big.bin"), &noise(1, 5 << 20));
+    write(&s.join("dir/zeros"), &vec![0u8; 3 << 20]);
+    std::os::unix::fs::symlink("small.txt", s.join("link")).unwrap();
+    let (_b, mut repo) = init();
+    let stop = AtomicBool::new(false);
+    let out = backup(
+        &repo,
+        &opts(vec![s.to_path_buf()]),
+        None,
+        &NoProgress,
+        &stop,
+    )
+    .unwrap();
+    assert!(out.snapshot.summary.errors.is_empty());
+    assert_eq!(out.snapshot.summary.files_new, 3);
+    let id = out.snapshot_id.unwrap();
+
+    repo.load_index().unwrap();
+    let snap = repo.load_snapshot(&id).unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let sum = restore(
+        &repo,
+        &snap.tree,
+        &ropts(dst.path()),
+        &NoRestoreProgress,
+        &stop,
+    )
+    .unwrap();
+    assert!(
+        sum.errors.is_empty() && sum.verify_failures.is_empty(),
+        "{sum:?}"
+    );
+    let r = dst.path().join(s.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(r.join("big.bin")).unwrap(), noise(1, 5 << 20));
+    assert_eq!(std::fs::read(r.join("small.txt")).unwrap(), b"hello");
+    assert_eq!(
+        std::fs::read_link(r.join("link")).unwrap(),
+        Path::new("small.txt")
+    );
+
+    let mut o = opts(vec![s.to_path_buf()]);
+    o.parent = Some((id, snap));
+    let again = backup(&repo, &o, None, &NoProgress, &stop).unwrap();
+    assert_eq!(
+        again.snapshot.summary.bytes_read, 0,
+        "unchanged files are not read"
+    );
+    assert_eq!(again.snapshot.summary.files_unchanged, 3);
+    // Only trees on the path to a changed directory (/tmp gained the restore dir) are new.
+    assert!(again.packer.blobs <= 2, "{}", again.packer.blobs);
+}

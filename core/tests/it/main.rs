@@ -1,0 +1,6 @@
+//! Integration tests of the engine against the in-memory backend: one binary, one module
+//! per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backup_restore;
+mod support;
