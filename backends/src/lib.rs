@@ -5,3 +5,6 @@
 pub mod local;
 
 pub use local::LocalBackend;
+pub mod url;
+
+pub use url::{Location, UrlError};

@@ -1,1 +1,85 @@
-fn main() {}
+//! The `cairn` binary: parses arguments, runs one command, maps errors to exit codes.
+//!
+//! Exit codes (stable, documented in README): 0 ok, 1 fatal, 3 snapshot written but
+//! incomplete, 10 no repository, 11 locked, 12 wrong password, 130 interrupted.
+
+mod args;
+mod commands;
+mod context;
+mod output;
+mod progress;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use context::Context;
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(err) = cause.downcast_ref::<cairn_core::Error>() {
+            return match err {
+                cairn_core::Error::RepositoryNotFound { .. } => 10,
+                cairn_core::Error::WrongPassword { .. } => 12,
+                cairn_core::Error::Cancelled => 130,
+                _ => 1,
+            };
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return 0;
+            }
+        }
+    }
+    1
+}
+
+fn run(ctx: &Context, cmd: &Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Init(a) => commands::init::run(ctx, a),
+        Command::Backup(a) => commands::backup::run(ctx, a),
+        Command::Snapshots(a) => commands::snapshots::run(ctx, a),
+        Command::Restore(a) => commands::restore::run(ctx, a),
+        Command::Key(k) => commands::key::run(ctx, k),
+        _ => anyhow::bail!("this command is being written"),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let c = cancel.clone();
+        // A second Ctrl-C exits at once; the first lets the command stop cleanly.
+        let _ = ctrlc::set_handler(move || {
+            if c.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let ctx = Context {
+        global: cli.global.clone(),
+        cancel: cancel.clone(),
+    };
+    let code = match run(&ctx, &cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let mut code = exit_code(&e);
+            if cancel.load(Ordering::SeqCst) {
+                code = 130;
+            }
+            if code != 0 {
+                if ctx.global.json {
+                    let v = serde_json::json!({"message_type": "exit_error", "code": code, "message": format!("{e:#}")});
+                    eprintln!("{v}");
+                } else {
+                    eprintln!("cairn: {e:#}");
+                }
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}

@@ -8,6 +8,7 @@ mod blobs;
 mod files;
 pub mod keys;
 pub mod packer;
+mod packs;
 
 use std::path::PathBuf;
 use std::sync::Arc;

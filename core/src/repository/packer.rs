@@ -107,12 +107,15 @@ impl Repository {
             (r, flushed)
         });
         let (r, flushed) = result;
+        // Whatever happened, packs that reached the repository get indexed, so an
+        // interrupted backup's uploads are reused by the next one.
+        let indexed = packer.write_index(true);
         if let Some(e) = packer.take_error() {
             return Err(e);
         }
         flushed?;
         let r = r?;
-        packer.write_index(true)?;
+        indexed?;
         let stats = PackerStats {
             blobs: packer.blobs.load(Ordering::Relaxed),
             bytes: packer.bytes.load(Ordering::Relaxed),

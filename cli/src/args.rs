@@ -1,0 +1,372 @@
+//! Command-line definitions (clap derive): the single source of `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// cairn: deduplicating, encrypted backups.
+#[derive(Parser, Debug)]
+#[command(name = "cairn", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options of every command.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every command.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Repository location (/path, local:/path; sftp:, s3: and b2: come later).
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the repository location from a file.
+    #[arg(long, env = "CAIRN_REPOSITORY_FILE", global = true)]
+    pub repository_file: Option<PathBuf>,
+    /// Read the password from a file (first line).
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run a command and use its first line of output as the password.
+    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Use this key file instead of the key files in the repository.
+    #[arg(long, env = "CAIRN_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// Directory for the local cache.
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use a local cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a repository.
+    Init(InitArgs),
+    /// Back up files and directories.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the files of a snapshot.
+    Ls(LsArgs),
+    /// Find files in snapshots by name pattern.
+    Find(FindArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Write one file of a snapshot to standard output.
+    Dump(DumpArgs),
+    /// Show repository or snapshot statistics.
+    Stats(StatsArgs),
+    /// Restore a snapshot.
+    Restore(RestoreArgs),
+    /// Check the repository's integrity.
+    Check(CheckArgs),
+    /// Manage the key files (passwords).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Print a decrypted repository structure (for debugging).
+    Cat(CatArgs),
+}
+
+/// KDF cost options.
+#[derive(Args, Debug, Clone)]
+pub struct KdfArgs {
+    /// Argon2id memory in MiB (at least 19).
+    #[arg(long, default_value_t = 64)]
+    pub kdf_memory_mib: u32,
+    /// Argon2id iterations.
+    #[arg(long, default_value_t = 3)]
+    pub kdf_iterations: u32,
+}
+
+/// `init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Keep the admin key file only in this local file, not in the repository.
+    #[arg(long)]
+    pub no_key_in_repo: bool,
+    /// Also write the admin key file here.
+    #[arg(long)]
+    pub key_out: Option<PathBuf>,
+    /// KDF cost.
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// Snapshot filters shared by several commands.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filters {
+    /// Only snapshots of this host.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with this tag (comma-separated tags must all be present).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path.
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// `backup`.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    pub paths: Vec<PathBuf>,
+    /// Exclude a pattern.
+    #[arg(short = 'e', long)]
+    pub exclude: Vec<String>,
+    /// Exclude a pattern, ignoring case.
+    #[arg(long)]
+    pub iexclude: Vec<String>,
+    /// Read exclude patterns from a file.
+    #[arg(long)]
+    pub exclude_file: Vec<PathBuf>,
+    /// Read case-insensitive exclude patterns from a file.
+    #[arg(long)]
+    pub iexclude_file: Vec<PathBuf>,
+    /// Exclude directories with a valid CACHEDIR.TAG.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Exclude directories containing this file (NAME[:HEADER]).
+    #[arg(long)]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude files larger than this (e.g. 1G, 500M).
+    #[arg(long)]
+    pub exclude_larger_than: Option<String>,
+    /// Do not cross file systems.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Host name to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Tags to add (repeatable, comma-separated).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Snapshot to compare with for change detection (default: latest of same host and paths).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read every file, ignoring the parent.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not write anything.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Back up standard input.
+    #[arg(long)]
+    pub stdin: bool,
+    /// File name for --stdin.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_filename: String,
+}
+
+/// `snapshots`.
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Filters.
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Only the latest N snapshots per host and paths.
+    #[arg(long)]
+    pub latest: Option<usize>,
+    /// Snapshot ids or prefixes to show.
+    pub ids: Vec<String>,
+}
+
+/// `ls`.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot (id, prefix or "latest").
+    pub snapshot: String,
+    /// Only entries below these paths.
+    pub paths: Vec<PathBuf>,
+    /// Long listing (mode, owner, size, time).
+    #[arg(short, long)]
+    pub long: bool,
+    /// Recurse below the given paths (default when no path is given).
+    #[arg(long)]
+    pub recursive: bool,
+    /// Filters for "latest".
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+/// `find`.
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Name patterns (glob; matched against the file name, or the full path if it contains '/').
+    #[arg(required = true)]
+    pub patterns: Vec<String>,
+    /// Only in these snapshots.
+    #[arg(short, long = "snapshot")]
+    pub snapshots: Vec<String>,
+    /// Case-insensitive.
+    #[arg(short, long)]
+    pub ignore_case: bool,
+    /// Filters.
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+/// `diff`.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// First snapshot.
+    pub first: String,
+    /// Second snapshot.
+    pub second: String,
+    /// Also report metadata-only changes.
+    #[arg(long)]
+    pub metadata: bool,
+}
+
+/// `dump`.
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Snapshot.
+    pub snapshot: String,
+    /// Path of a file in the snapshot.
+    pub path: PathBuf,
+    /// Filters for "latest".
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+/// `stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Snapshots (default: all).
+    pub snapshots: Vec<String>,
+    /// restore-size (default), files-by-contents, raw-data.
+    #[arg(long, default_value = "restore-size")]
+    pub mode: String,
+    /// Filters.
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+/// Existing-file policy of `restore`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverwriteArg {
+    /// Always replace.
+    Always,
+    /// Replace when size or mtime differ.
+    IfChanged,
+    /// Never replace.
+    Never,
+}
+
+/// `restore`.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot, optionally with a path inside it: `latest:/home/simon/photos`.
+    pub snapshot: String,
+    /// Directory to restore into.
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Restore only matching paths.
+    #[arg(short, long)]
+    pub include: Vec<String>,
+    /// Skip matching paths.
+    #[arg(short, long)]
+    pub exclude: Vec<String>,
+    /// Restore only matching paths, ignoring case.
+    #[arg(long)]
+    pub iinclude: Vec<String>,
+    /// Skip matching paths, ignoring case.
+    #[arg(long)]
+    pub iexclude: Vec<String>,
+    /// Check restored files against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    /// Existing files.
+    #[arg(long, value_enum, default_value = "always")]
+    pub overwrite: OverwriteArg,
+    /// Delete files in the target that are not in the snapshot.
+    #[arg(long)]
+    pub delete: bool,
+    /// Only show what would be restored.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Filters for "latest".
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+/// `check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also read and verify every pack.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read a subset of packs: "n/m" or "p%".
+    #[arg(long)]
+    pub read_data_subset: Option<String>,
+}
+
+/// `key` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a password (a new key file for the same secret).
+    Add {
+        /// Read the new password from this file.
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+        /// KDF cost.
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// List key files.
+    List,
+    /// Remove a key file.
+    Remove {
+        /// Key id or prefix.
+        id: String,
+    },
+    /// Change the password of the key in use.
+    Passwd {
+        /// Read the new password from this file.
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+        /// KDF cost.
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+}
+
+/// What `cat` prints.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatKind {
+    /// The config.
+    Config,
+    /// A snapshot.
+    Snapshot,
+    /// An index file.
+    Index,
+    /// A tree.
+    Tree,
+    /// A pack's header.
+    PackHeader,
+}
+
+/// `cat`.
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// What to print.
+    #[arg(value_enum)]
+    pub kind: CatKind,
+    /// Its id (or prefix; "latest" for snapshots; snapshot[:path] for trees).
+    pub id: Option<String>,
+}

@@ -1,0 +1,188 @@
+//! `cairn backup`.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use cairn_core::archiver::{self, BackupOptions};
+use cairn_core::repository::Repository;
+use cairn_core::source::exclude::{parse_size, ExcludeOptions, Excluder};
+
+use crate::args::{BackupArgs, Filters, KdfArgs};
+use crate::commands::select;
+use crate::context::Context;
+use crate::output::{self, bytes};
+use crate::progress::Meter;
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// An absolute, lexically normalised path (symlinks are not resolved: a symlink given on
+/// the command line is backed up as a symlink, like restic does).
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("current directory")?
+            .join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Ok(out)
+}
+
+fn excluder(a: &BackupArgs) -> Result<Excluder> {
+    let opts = ExcludeOptions {
+        patterns: a.exclude.clone(),
+        ipatterns: a.iexclude.clone(),
+        pattern_files: a.exclude_file.clone(),
+        ipattern_files: a.iexclude_file.clone(),
+        exclude_caches: a.exclude_caches,
+        exclude_if_present: a.exclude_if_present.clone(),
+        exclude_larger_than: a
+            .exclude_larger_than
+            .as_deref()
+            .map(parse_size)
+            .transpose()?,
+    };
+    Ok(Excluder::new(&opts)?)
+}
+
+fn open_or_create(ctx: &Context) -> Result<Repository> {
+    let (loc, implicit) = ctx.location()?;
+    if implicit {
+        let backend = ctx.backend()?;
+        if !Repository::exists(&*backend)? {
+            std::fs::create_dir_all(&loc)
+                .with_context(|| format!("creating the default repository directory {loc}"))?;
+            let kdf = KdfArgs {
+                kdf_memory_mib: 64,
+                kdf_iterations: 3,
+            };
+            crate::commands::init::create(ctx, &kdf, true, None)?;
+            eprintln!("created the default repository at {loc}");
+        }
+    }
+    ctx.open()
+}
+
+/// Runs `backup`.
+pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
+    if a.stdin && !a.paths.is_empty() {
+        bail!("--stdin takes no paths");
+    }
+    if !a.stdin && a.paths.is_empty() {
+        bail!("nothing to back up: give at least one path (or --stdin)");
+    }
+    let paths: Vec<PathBuf> = a.paths.iter().map(|p| absolute(p)).collect::<Result<_>>()?;
+    let excluder = excluder(a)?;
+    let mut repo = open_or_create(ctx)?;
+    let recovered = repo.recover_orphan_packs()?;
+    if recovered > 0 && !ctx.global.quiet {
+        eprintln!("indexed {recovered} packs left by an interrupted backup; their data is reused");
+    }
+    if let Some(c) = &ctx.global.cache_dir {
+        if !ctx.global.no_cache {
+            std::fs::create_dir_all(c)
+                .with_context(|| format!("creating cache dir {}", c.display()))?;
+            repo.set_spool_dir(c.clone());
+        }
+    }
+    let host = a.host.clone().unwrap_or_else(hostname);
+    let tags: Vec<String> = a
+        .tag
+        .iter()
+        .flat_map(|t| t.split(','))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let parent = if a.force || a.stdin {
+        None
+    } else if let Some(p) = &a.parent {
+        Some(select::one(&repo, p, &Filters::default())?)
+    } else {
+        let mut want: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        want.sort();
+        select::all(&repo)?.into_iter().rev().find(|(_, s)| {
+            let mut have = s.paths.clone();
+            have.sort();
+            s.hostname == host && have == want
+        })
+    };
+    let opts = BackupOptions {
+        paths: paths.clone(),
+        hostname: host,
+        username: crate::commands::init::label()
+            .split('@')
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        tags,
+        parent,
+        excluder,
+        one_file_system: a.one_file_system,
+        dry_run: a.dry_run,
+        time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        stdin_name: a.stdin.then(|| a.stdin_filename.clone()),
+    };
+    let meter = Meter::start(
+        !ctx.global.quiet && !ctx.global.json,
+        ctx.global.verbose > 0,
+        false,
+    );
+    meter.scan(paths);
+    let mut stdin = std::io::stdin();
+    let input: Option<&mut (dyn std::io::Read + Send)> =
+        if a.stdin { Some(&mut stdin) } else { None };
+    let result = archiver::backup(&repo, &opts, input, &meter, &ctx.cancel);
+    meter.finish();
+    let out = result?;
+    let s = &out.snapshot.summary;
+    let id = out.snapshot_id.map(|i| i.to_hex());
+    let json = serde_json::json!({
+        "message_type": "summary",
+        "snapshot_id": id,
+        "dry_run": a.dry_run,
+        "files_new": s.files_new, "files_changed": s.files_changed, "files_unmodified": s.files_unchanged,
+        "dirs_new": s.dirs_new, "dirs_changed": s.dirs_changed, "dirs_unmodified": s.dirs_unchanged,
+        "total_files_processed": s.total_files, "total_bytes_processed": s.total_bytes,
+        "bytes_read": s.bytes_read, "data_added": s.bytes_added, "blobs_added": s.blobs_added,
+        "packs_written": out.packer.packs, "index_files_written": out.packer.index_files,
+        "total_duration": s.duration_ms as f64 / 1000.0,
+        "errors": s.errors.iter().map(|(p, m)| serde_json::json!({"path": p, "message": m})).collect::<Vec<_>>(),
+    });
+    output::result(ctx, &json, || {
+        let mut t = format!(
+            "Files:       {} new, {} changed, {} unmodified\nDirs:        {} new, {} changed, {} unmodified\nAdded:       {} in {} blobs ({} read)\nProcessed:   {} files, {} in {:.1}s\n",
+            s.files_new, s.files_changed, s.files_unchanged, s.dirs_new, s.dirs_changed, s.dirs_unchanged,
+            bytes(s.bytes_added), s.blobs_added, bytes(s.bytes_read), s.total_files, bytes(s.total_bytes),
+            s.duration_ms as f64 / 1000.0
+        );
+        match &id {
+            Some(id) => t.push_str(&format!("snapshot {} saved", &id[..8])),
+            None => t.push_str("dry run: nothing written"),
+        }
+        if !s.errors.is_empty() {
+            t.push_str(&format!(
+                "\nWarning: {} files or directories could not be read; the snapshot is incomplete",
+                s.errors.len()
+            ));
+        }
+        t
+    });
+    Ok(if s.errors.is_empty() { 0 } else { 3 })
+}

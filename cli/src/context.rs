@@ -1,0 +1,152 @@
+//! The one value every command gets: global options resolved into a repository location,
+//! a password source and an interrupt flag. No global state.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use cairn_backends::Location;
+use cairn_core::backend::Backend;
+use cairn_core::crypto::Password;
+use cairn_core::repository::Repository;
+
+use crate::args::Global;
+
+/// Resolved global options.
+pub struct Context {
+    /// The options as given.
+    pub global: Global,
+    /// Set by Ctrl-C.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// The default repository: used, and created on the first backup, when none is given.
+pub fn default_repository() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(data.join("cairn/repo"))
+}
+
+impl Context {
+    /// The repository location text, and whether it is the implicit default.
+    pub fn location(&self) -> Result<(String, bool)> {
+        if let Some(r) = &self.global.repo {
+            return Ok((r.clone(), false));
+        }
+        if let Some(f) = &self.global.repository_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading repository file {}", f.display()))?;
+            let line = text.lines().next().unwrap_or("").trim().to_owned();
+            if line.is_empty() {
+                bail!("repository file {} is empty", f.display());
+            }
+            return Ok((line, false));
+        }
+        let d = default_repository().ok_or_else(|| {
+            anyhow!("no repository given (-r or CAIRN_REPOSITORY) and no HOME for the default")
+        })?;
+        Ok((d.display().to_string(), true))
+    }
+
+    /// The backend of the location.
+    pub fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let (loc, _) = self.location()?;
+        let parsed = Location::parse(&loc)?;
+        Ok(parsed.open()?)
+    }
+
+    /// The password, from (in order) CAIRN_PASSWORD, --password-file, --password-command,
+    /// or a prompt on the terminal.
+    pub fn password(&self, prompt: &str) -> Result<Password> {
+        if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
+            return Ok(Password::new(p));
+        }
+        if let Some(f) = &self.global.password_file {
+            return read_password_file(f);
+        }
+        if let Some(cmd) = &self.global.password_command {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("running --password-command {cmd:?}"))?;
+            if !out.status.success() {
+                bail!("--password-command {cmd:?} failed with {}", out.status);
+            }
+            let text = String::from_utf8(out.stdout)
+                .context("--password-command printed something that is not UTF-8")?;
+            return Ok(Password::new(text.lines().next().unwrap_or("").to_owned()));
+        }
+        prompt_password(prompt)
+    }
+
+    /// Opens the repository, unlocking a key with the password.
+    pub fn open(&self) -> Result<Repository> {
+        let backend = self.backend()?;
+        let password = self.password("enter password for repository: ")?;
+        let mut repo = Repository::open(backend, &password, self.global.key_file.as_deref())?;
+        let bad = repo.load_index()?;
+        for e in bad {
+            eprintln!("warning: {e}");
+        }
+        Ok(repo)
+    }
+}
+
+/// Reads a password file's first line.
+pub fn read_password_file(f: &std::path::Path) -> Result<Password> {
+    let text = std::fs::read_to_string(f)
+        .with_context(|| format!("reading password file {}", f.display()))?;
+    Ok(Password::new(text.lines().next().unwrap_or("").to_owned()))
+}
+
+/// Reads a password from the terminal without echo; from a pipe, reads one line.
+pub fn prompt_password(prompt: &str) -> Result<Password> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("no password given: set CAIRN_PASSWORD, --password-file or --password-command (standard input is not a terminal)");
+    }
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let tty = std::fs::File::open("/dev/tty").context("opening the terminal")?;
+    let fd = std::os::fd::AsFd::as_fd(&tty);
+    let old = nix::sys::termios::tcgetattr(fd).context("reading terminal settings")?;
+    let mut quiet = old.clone();
+    quiet
+        .local_flags
+        .remove(nix::sys::termios::LocalFlags::ECHO);
+    nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, &quiet)
+        .context("hiding input")?;
+    let mut line = String::new();
+    let r = std::io::BufReader::new(&tty).read_line(&mut line);
+    let _ = nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, &old);
+    eprintln!();
+    r.context("reading the password")?;
+    Ok(Password::new(
+        line.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+/// Asks for a new password twice (or takes it from a file / the environment).
+pub fn new_password(ctx: &Context, file: Option<&std::path::Path>) -> Result<Password> {
+    if let Some(f) = file {
+        return read_password_file(f);
+    }
+    if let Ok(p) = std::env::var("CAIRN_NEW_PASSWORD") {
+        return Ok(Password::new(p));
+    }
+    if !std::io::stdin().is_terminal() {
+        return ctx.password("");
+    }
+    let a = prompt_password("enter new password: ")?;
+    let b = prompt_password("enter new password again: ")?;
+    if a.expose() != b.expose() {
+        bail!("the passwords do not match");
+    }
+    Ok(a)
+}
