@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! KEK   = Argon2id(password, salt, m_kib, t, p) -> 32 bytes       (bounds checked first)
-//! aad   = "cairn-key-v1" || canonical(kind, repo_id, key_id, kdf)
+//! aad   = "cairn-key-v1" || canonical(kind, repo_id, key_id, created, label, kdf)
 //! ct    = AES-256-GCM(KEK, 0^12, plaintext, aad)                  (fresh salt => fresh KEK)
-//! check = BLAKE3("cairn-key-check-v1" || aad || ct)               (unkeyed)
+//! check = BLAKE3("cairn-key-check-v1" || aad || aead || ct)       (unkeyed; aead = the JSON "aead" string)
 //! ```
 //! The unkeyed `check` tells a damaged file ("corrupted") from a wrong password (AEAD failure
 //! on an intact file). It catches accidents, not attackers: a tampered file with a recomputed
