@@ -88,6 +88,9 @@ impl Config {
     fn decode_body(b: &[u8]) -> std::result::Result<Self, CborError> {
         let mut d = Dec::new(b);
         let n = d.map()?;
+        if n != 9 {
+            return Err(d.err("config must have 9 fields"));
+        }
         let mut prev = None;
         let mut cfg = Config {
             version: 0,
@@ -100,8 +103,12 @@ impl Config {
             private_globs: vec![],
             private_small_file_max: 0,
         };
-        for _ in 0..n {
-            match d.key(&mut prev)? {
+        for i in 0..n {
+            let k = d.key(&mut prev)?;
+            if k != i as u64 {
+                return Err(d.err("config field missing"));
+            }
+            match k {
                 0 => cfg.version = d.u32()?,
                 1 => cfg.repo_id = Id16(d.fixed()?),
                 2 => cfg.admin_pub = d.fixed()?,

@@ -183,8 +183,12 @@ impl Snapshot {
             summary: Summary::default(),
         };
         let mut seen_tree = false;
-        for _ in 0..n {
-            match d.key(&mut prev)? {
+        for i in 0..n {
+            let k = d.key(&mut prev)?;
+            if i == 0 && k != 0 {
+                return Err(d.err("snapshot without version"));
+            }
+            match k {
                 0 => {
                     if d.u64()? != 1 {
                         return Err(d.err("unsupported snapshot version"));

@@ -256,8 +256,13 @@ fn decode_node(d: &mut Dec) -> Result<Node, CborError> {
     let count = d.map()?;
     let mut prev = None;
     let mut n = Node::default();
+    let mut seen = 0u32;
     for _ in 0..count {
-        match d.key(&mut prev)? {
+        let k = d.key(&mut prev)?;
+        if k < 32 {
+            seen |= 1 << k;
+        }
+        match k {
             0 => n.name = d.bytes()?.to_vec(),
             1 => n.kind = Some(NodeKind::from_u8(d.u8()?).ok_or(d.err("unknown node kind"))?),
             2 => n.mode = d.u32()?,
@@ -310,8 +315,28 @@ fn decode_node(d: &mut Dec) -> Result<Node, CborError> {
             _ => return Err(d.err("unknown node field")),
         }
     }
-    if prev.is_none_or(|p| p < 11) {
+    // One value, one encoding: fields 0..=11 always, and exactly the kind's own optional
+    // fields (the encoder writes content for every file, a target for every symlink).
+    if seen & 0xfff != 0xfff {
         return Err(d.err("node misses required fields"));
+    }
+    let has = |k: u32| seen & (1 << k) != 0;
+    let kind = n.kind.ok_or(d.err("node without kind"))?;
+    if has(15) != (kind == NodeKind::Symlink)
+        || has(17) != (kind == NodeKind::File)
+        || has(18) != (kind == NodeKind::Dir)
+    {
+        return Err(d.err("node fields do not match its kind"));
+    }
+    if has(14) && !matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) {
+        return Err(d.err("device number on a non-device"));
+    }
+    if has(16) && (n.xattrs.is_empty() || n.xattrs.windows(2).any(|w| w[0].0 >= w[1].0)) {
+        return Err(d.err("xattrs empty or not sorted and unique"));
+    }
+    if (has(12) && n.user.is_empty()) || (has(13) && n.group.is_empty()) || (has(14) && n.rdev == 0)
+    {
+        return Err(d.err("empty optional field"));
     }
     if n.name.is_empty() || n.name.contains(&b'/') || n.name == b"." || n.name == b".." {
         return Err(d.err("invalid node name"));
@@ -347,6 +372,9 @@ mod tests {
                   xattrs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 1..8), proptest::collection::vec(any::<u8>(), 0..8)), 0..3),
                   chunks in proptest::collection::vec((0u8..2, any::<[u8; 32]>(), any::<u32>()), 0..4)) -> Node {
             let kind = NodeKind::from_u8(kind).unwrap();
+            let mut xattrs = xattrs;
+            xattrs.sort();
+            xattrs.dedup_by(|a, b| a.0 == b.0);
             Node {
                 name, kind: Some(kind), mode, uid, mtime_ns: mtime, size, xattrs,
                 content: if kind == NodeKind::File { chunks.into_iter().map(|(scope, ck, plen)| ContentRef { scope, ck, plen }).collect() } else { vec![] },

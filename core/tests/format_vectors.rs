@@ -503,10 +503,17 @@ fn format_md_vectors_match_the_encoders() {
             "index" => index(v),
             other => panic!("unknown vector:{other}"),
         }
-        assert!(seen.insert(v.name.clone()), "vector:{} appears twice", v.name);
+        assert!(
+            seen.insert(v.name.clone()),
+            "vector:{} appears twice",
+            v.name
+        );
         for k in v.values.keys() {
             if !v.used.contains(k) {
-                errors.push(format!("vector:{} `{k}` is not checked by anything", v.name));
+                errors.push(format!(
+                    "vector:{} `{k}` is not checked by anything",
+                    v.name
+                ));
             }
         }
         errors.append(&mut v.errors);

@@ -9,7 +9,7 @@ use crate::args::Filters;
 
 /// Whether a snapshot passes the filters.
 pub fn matches(s: &Snapshot, f: &Filters) -> bool {
-    (f.hosts.is_empty() || f.hosts.iter().any(|h| *h == s.hostname))
+    (f.hosts.is_empty() || f.hosts.contains(&s.hostname))
         && (f.tags.is_empty()
             || f.tags
                 .iter()
@@ -35,8 +35,7 @@ pub fn one(repo: &Repository, spec: &str, f: &Filters) -> Result<(Id, Snapshot)>
     if spec == "latest" {
         return snaps
             .into_iter()
-            .filter(|(_, s)| matches(s, f))
-            .next_back()
+            .rfind(|(_, s)| matches(s, f))
             .ok_or_else(|| anyhow!("no snapshot found (latest, with the given filters)"));
     }
     let spec_l = spec.to_ascii_lowercase();

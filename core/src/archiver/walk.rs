@@ -97,11 +97,7 @@ fn save_entry(
         }
     };
     match kind {
-        NodeKind::File => {
-            if !save_file_content(ctx, path, &mut node, parent)? {
-                return Ok(None);
-            }
-        }
+        NodeKind::File if !save_file_content(ctx, path, &mut node, parent)? => return Ok(None),
         NodeKind::Dir => {
             let psub = parent
                 .filter(|p| p.kind == Some(NodeKind::Dir))

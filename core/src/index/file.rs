@@ -80,6 +80,9 @@ impl IndexFile {
             }
             let name = Id(d.fixed()?);
             let len = d.u64()?;
+            if len > u64::from(u32::MAX) {
+                return Err(d.err("pack larger than 4 GiB"));
+            }
             let kind = PackKind::from_u8(d.u8()?).ok_or(d.err("unknown pack kind"))?;
             let m = d.array()?;
             let mut entries = Vec::with_capacity(m.min(1 << 16));

@@ -10,6 +10,9 @@ use crate::id::{Id, Id16};
 use crate::index::IndexFile;
 use crate::snapshot::Snapshot;
 
+/// Files that loaded, and errors naming those that did not.
+pub type Loaded<T> = (Vec<T>, Vec<Error>);
+
 impl Repository {
     fn seal_key(&self, ftype: FileType) -> (&Key32, Id16, u32) {
         match ftype {
@@ -119,7 +122,7 @@ impl Repository {
 
     /// Loads every snapshot of this host, oldest first. Unreadable snapshot files are
     /// returned as errors alongside, so one damaged file does not hide the others.
-    pub fn load_snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+    pub fn load_snapshots(&self) -> Result<Loaded<(Id, Snapshot)>> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for name in self.list_names(HostDir::Snapshots)? {
@@ -135,7 +138,7 @@ impl Repository {
     /// Reads, checks and decodes every index file of this host (shared and private).
     /// Damaged files come back as errors beside the good ones: blobs they listed are
     /// missing, but everything else stays usable.
-    pub fn read_index_files(&self) -> Result<(Vec<(String, IndexFile)>, Vec<Error>)> {
+    pub fn read_index_files(&self) -> Result<Loaded<(String, IndexFile)>> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         for (dir, ftype) in [

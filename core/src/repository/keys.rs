@@ -74,13 +74,18 @@ impl AdminPlain {
                 return Err(d.err("admin key must have 4 fields"));
             }
             let mut prev = None;
-            d.key(&mut prev)?;
+            let mut key = |d: &mut Dec, want: u64| match d.key(&mut prev) {
+                Ok(k) if k == want => Ok(()),
+                Ok(_) => Err(d.err("unexpected admin key field")),
+                Err(e) => Err(e),
+            };
+            key(&mut d, 0)?;
             let repo_id = Id16(d.fixed()?);
-            d.key(&mut prev)?;
+            key(&mut d, 1)?;
             let secret = Key32::from_bytes(d.fixed()?);
-            d.key(&mut prev)?;
+            key(&mut d, 2)?;
             let host_id = Id16(d.fixed()?);
-            d.key(&mut prev)?;
+            key(&mut d, 3)?;
             let host_epoch = d.u32()?;
             d.finish()?;
             Ok(Self {

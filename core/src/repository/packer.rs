@@ -28,6 +28,11 @@ use super::blobs::SealedBlob;
 
 /// Packs uploaded between two index files.
 const FLUSH_EVERY: usize = 32;
+/// Blobs per index file before it is written early: keeps a sealed index file far below
+/// the 64 MiB reader limit however small the blobs are (about 90 bytes per entry).
+const FLUSH_BLOBS: usize = 200_000;
+/// Blobs per pack: keeps a pack header far below the 16 MiB reader limit.
+const MAX_PACK_BLOBS: usize = 60_000;
 
 /// Counts of what a packer added.
 #[derive(Clone, Debug, Default)]
@@ -82,7 +87,11 @@ impl Repository {
         let (tx, rx) = bounded::<FinishedPack>(uploaders);
         let packer = Packer {
             repo: self,
-            slots: Mutex::default(),
+            slots: Mutex::new(Slots {
+                // Seeded from the OS so the provider cannot predict which pack a chunk joins.
+                next: u64::from_le_bytes(crate::crypto::random_array()),
+                ..Slots::default()
+            }),
             seen: Mutex::default(),
             tx: Mutex::new(Some(tx)),
             pending: Mutex::default(),
@@ -172,7 +181,7 @@ impl Packer<'_> {
             let w = slot.as_mut().ok_or(Error::Cancelled)?;
             w.add(blob.id, blob.plen, &blob.stored)
                 .map_err(|e| Error::io("write spool file in", self.repo.spool_dir(), e))?;
-            if w.size() >= target {
+            if w.size() >= target || w.len() >= MAX_PACK_BLOBS {
                 slot.take()
             } else {
                 None
@@ -263,7 +272,13 @@ impl Packer<'_> {
                 } else {
                     p.private.push(entry);
                 }
-                p.shared.len() + p.private.len() >= FLUSH_EVERY
+                let blobs: usize = p
+                    .shared
+                    .iter()
+                    .chain(&p.private)
+                    .map(|x| x.entries.len())
+                    .sum();
+                p.shared.len() + p.private.len() >= FLUSH_EVERY || blobs >= FLUSH_BLOBS
             };
             if due {
                 if let Err(e) = self.write_index(false) {
