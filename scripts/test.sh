@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: formatting, lints, unit/integration/e2e tests,
+# and a bounded fuzz smoke run. Installs what it needs (run as root on a fresh machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+export CARGO_INCREMENTAL=0
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --locked --workspace --all-targets --features cairn-core/test-util -- -D warnings
+
+step "build the cairn binary (the e2e tests run it)"
+cargo build --locked -p cairn
+
+step "unit, integration and end-to-end tests"
+cargo test --locked --workspace --features cairn-core/test-util
+
+if [ -x fuzz/run-smoke.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzz smoke run"
+  fuzz/run-smoke.sh
+fi
