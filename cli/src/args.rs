@@ -104,6 +104,9 @@ pub struct InitArgs {
     /// KDF cost.
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// zstd level for the repository (0 = no compression; 1..=19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compression_level: i32,
 }
 
 /// Snapshot filters shared by several commands.

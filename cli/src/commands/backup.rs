@@ -72,7 +72,7 @@ fn open_or_create(ctx: &Context) -> Result<Repository> {
                 kdf_memory_mib: 64,
                 kdf_iterations: 3,
             };
-            crate::commands::init::create(ctx, &kdf, true, None)?;
+            crate::commands::init::create(ctx, &kdf, true, None, 3)?;
             eprintln!("created the default repository at {loc}");
         }
     }

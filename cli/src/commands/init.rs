@@ -26,6 +26,7 @@ pub fn create(
     kdf_args: &KdfArgs,
     key_in_repo: bool,
     key_out: Option<std::path::PathBuf>,
+    zstd_level: i32,
 ) -> Result<Repository> {
     let backend = ctx.backend()?;
     let password = new_password(ctx, None)?;
@@ -34,6 +35,7 @@ pub fn create(
         key_in_repo,
         key_out,
         label: label(),
+        zstd_level,
     };
     Ok(Repository::init(backend, &password, &opts)?)
 }
@@ -43,7 +45,13 @@ pub fn run(ctx: &Context, a: &InitArgs) -> Result<i32> {
     if a.no_key_in_repo && a.key_out.is_none() {
         anyhow::bail!("--no-key-in-repo needs --key-out FILE, or the key would be lost");
     }
-    let repo = create(ctx, &a.kdf, !a.no_key_in_repo, a.key_out.clone())?;
+    let repo = create(
+        ctx,
+        &a.kdf,
+        !a.no_key_in_repo,
+        a.key_out.clone(),
+        a.compression_level,
+    )?;
     let (loc, _) = ctx.location()?;
     output::result(
         ctx,

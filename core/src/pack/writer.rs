@@ -131,8 +131,8 @@ impl PackWriter {
         self.put(&sealed)?;
         self.put(&hlen.to_le_bytes())?;
         self.put(MAGIC)?;
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_data()?;
+        // No fsync: the spool file is scratch; durability comes from the backend's write.
+        self.out.into_inner().map_err(|e| e.into_error())?;
         let len = self.size + pad_len + u64::from(hlen) + 8;
         Ok(FinishedPack {
             kind: self.kind,

@@ -27,6 +27,8 @@ pub struct InitOptions {
     pub key_out: Option<PathBuf>,
     /// Label shown by `key list` (user@host).
     pub label: String,
+    /// zstd level of every blob and sealed file (a repository constant).
+    pub zstd_level: i32,
 }
 
 /// A key file as `key list` shows it.
@@ -128,7 +130,7 @@ impl Repository {
                 epoch: 1,
             }],
             chunker: ChunkerParams::default(),
-            zstd_level: 3,
+            zstd_level: opts.zstd_level,
             pack_target: 16 << 20,
             private_globs: scope::default_globs(),
             private_small_file_max: scope::DEFAULT_SMALL_FILE_MAX,

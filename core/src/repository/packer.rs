@@ -172,6 +172,15 @@ impl Packer<'_> {
                 PackKind::Private => &mut slots.private,
                 PackKind::Tree => &mut slots.tree,
             };
+            // Past the target, a pack only takes blobs that still fit below its Padmé
+            // boundary: the space padding would waste is filled with data instead.
+            let mut closed = Vec::new();
+            if let Some(w) = slot.as_ref() {
+                let size = w.size();
+                if size >= target && size + blob.stored.len() as u64 > crate::pack::padme(size) {
+                    closed.extend(slot.take());
+                }
+            }
             if slot.is_none() {
                 *slot =
                     Some(PackWriter::new(kind, self.repo.spool_dir()).map_err(|e| {
@@ -181,16 +190,19 @@ impl Packer<'_> {
             let w = slot.as_mut().ok_or(Error::Cancelled)?;
             w.add(blob.id, blob.plen, &blob.stored)
                 .map_err(|e| Error::io("write spool file in", self.repo.spool_dir(), e))?;
-            if w.size() >= target || w.len() >= MAX_PACK_BLOBS {
-                slot.take()
-            } else {
-                None
+            let size = w.size();
+            let full = size >= 2 * target
+                || w.len() >= MAX_PACK_BLOBS
+                || (size >= target && size == crate::pack::padme(size));
+            if full {
+                closed.extend(slot.take());
             }
+            closed
         };
         self.blobs.fetch_add(1, Ordering::Relaxed);
         self.bytes
             .fetch_add(blob.stored.len() as u64, Ordering::Relaxed);
-        if let Some(w) = full {
+        for w in full {
             self.send(w)?;
         }
         Ok(())

@@ -19,6 +19,7 @@ pub fn init_with(backend: Arc<dyn Backend>) -> Repository {
         key_in_repo: true,
         key_out: None,
         label: "test".into(),
+        zstd_level: 3,
     };
     Repository::init(backend, &password(), &opts).unwrap()
 }
