@@ -85,11 +85,21 @@ impl Context {
         prompt_password(prompt)
     }
 
-    /// Opens the repository, unlocking a key with the password.
-    pub fn open(&self) -> Result<Repository> {
+    /// Opens the repository, unlocking a key with the password, without loading the index
+    /// (`check` reads the index files itself and reports damaged ones as errors).
+    pub fn open_without_index(&self) -> Result<Repository> {
         let backend = self.backend()?;
         let password = self.password("enter password for repository: ")?;
-        let mut repo = Repository::open(backend, &password, self.global.key_file.as_deref())?;
+        Ok(Repository::open(
+            backend,
+            &password,
+            self.global.key_file.as_deref(),
+        )?)
+    }
+
+    /// Opens the repository, unlocking a key with the password.
+    pub fn open(&self) -> Result<Repository> {
+        let mut repo = self.open_without_index()?;
         let bad = repo.load_index()?;
         for e in bad {
             eprintln!("warning: {e}");

@@ -43,6 +43,7 @@ fn run(ctx: &Context, cmd: &Command) -> anyhow::Result<i32> {
         Command::Snapshots(a) => commands::snapshots::run(ctx, a),
         Command::Restore(a) => commands::restore::run(ctx, a),
         Command::Key(k) => commands::key::run(ctx, k),
+        Command::Check(a) => commands::check::run(ctx, a),
         _ => anyhow::bail!("this command is being written"),
     }
 }

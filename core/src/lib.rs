@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod cbor;
+pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod config;

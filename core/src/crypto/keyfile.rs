@@ -204,6 +204,14 @@ impl KeyFile {
         v
     }
 
+    /// Whether the plain checksum matches, i.e. the file is intact as far as can be told
+    /// without the password (`check` uses it to report damaged key files it cannot open).
+    pub fn checksum_ok(&self) -> bool {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.ct)
+            .is_ok_and(|ct| self.checksum(&ct) == self.check)
+    }
+
     /// Unwraps with `password`. Distinguishes a corrupted file from a wrong password.
     pub fn unwrap_secret(&self, name: &str, password: &Password) -> Result<Vec<u8>> {
         let ct = base64::engine::general_purpose::STANDARD

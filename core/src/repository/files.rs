@@ -156,7 +156,13 @@ impl Repository {
         Ok((out, bad))
     }
 
-    fn read_index_file(&self, path: &str, name: &Id, ftype: FileType) -> Result<IndexFile> {
+    /// Reads, checks and decodes one index file (`check` reports each damaged one by path).
+    pub(crate) fn read_index_file(
+        &self,
+        path: &str,
+        name: &Id,
+        ftype: FileType,
+    ) -> Result<IndexFile> {
         let bytes = self.read_named(path, name, ftype.name())?;
         let plain = self.open_file(ftype, self.host.host_id, path, &bytes)?;
         let f = IndexFile::decode(&plain)
