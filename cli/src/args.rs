@@ -194,6 +194,8 @@ pub struct LsArgs {
     /// Snapshot (id, prefix or "latest").
     pub snapshot: String,
     /// Only entries below these paths.
+    // Own id: the flattened `Filters` already uses `paths` (for `--path`).
+    #[arg(id = "ls_paths", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Long listing (mode, owner, size, time).
     #[arg(short, long)]

@@ -10,6 +10,7 @@
 //! `docs/format.md` is the normative description of every byte written here.
 
 pub mod backend;
+pub mod browse;
 pub mod cbor;
 pub mod check;
 pub mod chunker;

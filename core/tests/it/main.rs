@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backup_restore;
+mod browse;
 mod check;
 mod support;
