@@ -681,7 +681,9 @@ pub fn diff_trees(src: &Path, dst: &Path, with_root: bool) -> Vec<String> {
                     .push(r.clone());
             }
         }
-        by.into_values().collect()
+        // Only links inside the compared tree: a sub-path restore cannot keep a link to a
+        // file outside it.
+        by.into_values().filter(|g| g.len() > 1).collect()
     };
     let (ga, gb) = (groups(&sa), groups(&sb));
     if ga != gb {
