@@ -1,1 +1,10 @@
-//! e2e tests
+//! End-to-end tests: the real `cairn` binary, run as a subprocess against temporary
+//! repositories. Build it first: `cargo build -p cairn && cargo test -p cairn-e2e`
+//! (or point `CAIRN_BIN` at a binary).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod errors;
+mod interrupt;
+mod roundtrip;
+mod support;

@@ -119,12 +119,14 @@ pub fn restore(
     let (written, errors) = plan.execute(repo, &listing, progress, cancel)?;
     summary.bytes_written = written;
     summary.errors = errors;
+    // Before metadata: removing an entry bumps its directory's mtime, and a directory
+    // restored read-only would refuse the removal.
+    if opts.delete {
+        summary.deleted = collect::delete_extraneous(&listing, &opts.target)?;
+    }
     metadata::apply_all(&listing, &jobs, &mut summary);
     if opts.verify {
         summary.verify_failures = verify::verify(repo, &listing, &jobs)?;
-    }
-    if opts.delete {
-        summary.deleted = collect::delete_extraneous(&listing, &opts.target)?;
     }
     Ok(summary)
 }

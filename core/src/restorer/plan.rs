@@ -311,12 +311,16 @@ impl Plan {
                                     let res = OpenOptions::new()
                                         .write(true)
                                         .open(target)
-                                        .and_then(|f| f.write_all_at(&plain, *off));
-                                    if let Err(e) = res {
-                                        fatal = Some(Error::io("write", target, e));
-                                        return Err(std::io::Error::other("write failed"));
+                                        .and_then(|f| write_sparse(&f, &plain, *off));
+                                    match res {
+                                        Ok(n) => {
+                                            written.fetch_add(n, Ordering::Relaxed);
+                                        }
+                                        Err(e) => {
+                                            fatal = Some(Error::io("write", target, e));
+                                            return Err(std::io::Error::other("write failed"));
+                                        }
                                     }
-                                    written.fetch_add(plain.len() as u64, Ordering::Relaxed);
                                 }
                                 progress.bytes_done(plain.len() as u64);
                             }
@@ -357,6 +361,37 @@ impl Plan {
         problems.dedup();
         Ok((written.into_inner(), problems))
     }
+}
+
+/// Writes `data` at `off` of a file created empty at its final size, skipping the 4 KiB
+/// blocks (aligned in the file) that are all zeros so they stay holes: a chunk that is
+/// mostly zeros (up to the chunker's maximum size) must not allocate its zero runs.
+/// Returns the bytes written.
+fn write_sparse(f: &std::fs::File, data: &[u8], off: u64) -> std::io::Result<u64> {
+    const BLOCK: u64 = 4096;
+    let mut written = 0u64;
+    let mut run: Option<usize> = None;
+    let mut i = 0usize;
+    while i < data.len() {
+        let to_boundary = (BLOCK - (off + i as u64) % BLOCK) as usize;
+        let end = (i + to_boundary).min(data.len());
+        let zero = data[i..end].iter().all(|b| *b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(i),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..i], off + start as u64)?;
+                written += (i - start) as u64;
+                run = None;
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    if let Some(start) = run {
+        f.write_all_at(&data[start..], off + start as u64)?;
+        written += (data.len() - start) as u64;
+    }
+    Ok(written)
 }
 
 /// Splits a pack's sorted jobs into runs read with one request each.
