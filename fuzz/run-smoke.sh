@@ -45,8 +45,10 @@ for t in $(cargo fuzz list); do
         echo "PASS $t ($(( $(date +%s) - t0 )) s, ${runs:-?} execs)"
         passed=$((passed + 1))
     else
-        echo "FAIL $t; last lines of its log:"
-        tail -n 40 "$log" | sed 's/^/    /'
+        echo "FAIL $t:"
+        # The panic (or libFuzzer's own error: timeout, OOM...) and the saved input.
+        grep -E -A3 'panicked at|^==[0-9]+== ERROR|^SUMMARY' "$log" | head -n 20 | sed 's/^/    /'
+        grep -E -A2 'Failing input|Test unit written' "$log" | head -n 4 | sed 's/^/    /'
         failed=$((failed + 1))
         failures+=("$t")
     fi

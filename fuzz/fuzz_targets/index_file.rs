@@ -18,8 +18,12 @@ fuzz_target!(|data: &[u8]| {
     m.finalize();
     let total: usize = f.packs.iter().map(|p| p.entries.len()).sum();
     assert!(m.blob_count() <= total);
+    let mut seen = std::collections::HashSet::new();
     for p in &f.packs {
         assert!(m.has_pack(&p.name));
+        if !seen.insert(p.name) {
+            continue; // a pack listed again is skipped by `add_file`: the first listing wins
+        }
         for e in &p.entries {
             if u32::try_from(e.offset).is_err() {
                 continue; // the in-memory index skips offsets past u32 (see `add_file`)
