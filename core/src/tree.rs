@@ -282,6 +282,12 @@ fn decode_node(d: &mut Dec) -> Result<Node, CborError> {
             12 => n.user = d.text()?.to_owned(),
             13 => n.group = d.text()?.to_owned(),
             14 => n.rdev = d.u64()?,
+            // The encoder writes a target only for symlinks and content only for files (the
+            // kind, key 1, is already read): accepting them elsewhere would decode to a value
+            // that re-encodes differently, so a tree's id would not follow from its content.
+            15 if n.kind != Some(NodeKind::Symlink) => {
+                return Err(d.err("symlink target on a non-symlink"))
+            }
             15 => n.target = d.bytes()?.to_vec(),
             16 => {
                 let k = d.array()?;
@@ -293,6 +299,7 @@ fn decode_node(d: &mut Dec) -> Result<Node, CborError> {
                     n.xattrs.push((d.bytes()?.to_vec(), d.bytes()?.to_vec()));
                 }
             }
+            17 if n.kind != Some(NodeKind::File) => return Err(d.err("content on a non-file")),
             17 => {
                 let k = d.array()?;
                 n.content.reserve(k.min(1 << 16));
@@ -396,6 +403,47 @@ mod tests {
             prop_assert_eq!(Tree::decode(&enc).unwrap(), t.clone());
             prop_assert_eq!(Tree::decode(&enc).unwrap().encode(), enc);
         }
+    }
+
+    /// Fuzzing found trees that decoded to a value the encoder writes differently (so
+    /// `decode(encode(t)) != t`): a symlink target on a device node (the crash input is
+    /// kept as `fuzz/corpus/tree/regression-target-on-device`), and the same for content
+    /// on a non-file and nodes without a kind.
+    #[test]
+    fn fields_the_encoder_drops_do_not_decode() {
+        // A tree with one node named "n": keys 0..=11 (kind optional), then `extra`.
+        let tree = |kind: Option<u64>, extra: &dyn Fn(&mut Enc) -> usize| {
+            let mut tail = Enc::new();
+            let pairs = 11 + usize::from(kind.is_some()) + extra(&mut tail);
+            let mut e = Enc::new();
+            e.map(3).key(0).u64(1).key(1).array(2);
+            e.array(3).u64(1).bytes(&[1; 16]).u64(1);
+            e.array(3).u64(2).bytes(&[2; 16]).u64(1);
+            e.key(2).array(1).map(pairs).key(0).bytes(b"n");
+            if let Some(k) = kind {
+                e.key(1).u64(k);
+            }
+            for k in 2..=11 {
+                e.key(k).u64(0);
+            }
+            e.buf.extend_from_slice(&tail.buf);
+            e.buf
+        };
+        let target = |e: &mut Enc| {
+            e.key(15).bytes(b"x");
+            1
+        };
+        let content = |e: &mut Enc| {
+            e.key(17).array(1).array(3).u64(0).bytes(&[7; 32]).u64(5);
+            1
+        };
+        let nothing = |_: &mut Enc| 0;
+        assert!(Tree::decode(&tree(Some(3), &target)).is_ok(), "symlink");
+        assert!(Tree::decode(&tree(Some(4), &target)).is_err(), "device");
+        assert!(Tree::decode(&tree(Some(1), &content)).is_ok(), "file");
+        assert!(Tree::decode(&tree(Some(6), &content)).is_err(), "fifo");
+        assert!(Tree::decode(&tree(Some(6), &nothing)).is_ok(), "fifo");
+        assert!(Tree::decode(&tree(None, &nothing)).is_err(), "no kind");
     }
 
     #[test]
