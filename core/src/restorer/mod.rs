@@ -16,6 +16,7 @@
 mod collect;
 mod metadata;
 pub mod plan;
+mod targets;
 mod verify;
 
 use std::path::PathBuf;
@@ -109,7 +110,7 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let listing = collect::collect(repo, root, opts)?;
     let mut summary = RestoreSummary::default();
-    let jobs = plan::prepare_targets(&listing, opts, &mut summary)?;
+    let jobs = targets::prepare_targets(&listing, opts, &mut summary)?;
     progress.total(summary.files_restored, summary.bytes);
     if opts.dry_run {
         return Ok(summary);

@@ -4,20 +4,18 @@
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use super::collect::Listing;
-use super::{Overwrite, RestoreOptions, RestoreProgress, RestoreSummary};
+use super::RestoreProgress;
 use crate::crypto::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repository::Repository;
-use crate::tree::NodeKind;
 
 /// Reads of one pack closer than this are merged into one request.
 const MERGE_GAP: u64 = 1 << 20;
@@ -33,141 +31,6 @@ pub enum Action {
     Created,
     /// Could not be created (recorded as a warning).
     Failed,
-}
-
-fn create_err(path: &Path, e: std::io::Error) -> Error {
-    Error::io("create", path, e)
-}
-
-/// Creates directories, empty files of final size, links and special files.
-pub fn prepare_targets(
-    listing: &Listing,
-    opts: &RestoreOptions,
-    summary: &mut RestoreSummary,
-) -> Result<Vec<Action>> {
-    if !opts.dry_run {
-        std::fs::create_dir_all(&opts.target).map_err(|e| create_err(&opts.target, e))?;
-    }
-    let mut links: HashMap<(u64, u64), &Path> = HashMap::new();
-    let mut actions = Vec::with_capacity(listing.entries.len());
-    for e in &listing.entries {
-        let n = &e.node;
-        let exists = std::fs::symlink_metadata(&e.target).ok();
-        let action = match n.kind {
-            Some(NodeKind::Dir) => {
-                if !opts.dry_run && !exists.as_ref().is_some_and(std::fs::Metadata::is_dir) {
-                    std::fs::create_dir_all(&e.target).map_err(|err| create_err(&e.target, err))?;
-                }
-                summary.dirs += 1;
-                Action::Created
-            }
-            Some(NodeKind::File) => {
-                if n.nlink > 1 {
-                    if let Some(first) = links.get(&(n.dev, n.inode)) {
-                        summary.others += 1;
-                        if !opts.dry_run {
-                            if exists.is_some() {
-                                let _ = std::fs::remove_file(&e.target);
-                            }
-                            std::fs::hard_link(first, &e.target)
-                                .map_err(|err| create_err(&e.target, err))?;
-                        }
-                        actions.push(Action::Created);
-                        continue;
-                    }
-                    links.insert((n.dev, n.inode), &e.target);
-                }
-                let skip = match (&exists, opts.overwrite) {
-                    (None, _) | (Some(_), Overwrite::Always) => false,
-                    (Some(_), Overwrite::Never) => true,
-                    (Some(m), Overwrite::IfChanged) => {
-                        m.is_file()
-                            && m.size() == n.size
-                            && crate::source::node::time_ns(m.mtime(), m.mtime_nsec()) == n.mtime_ns
-                    }
-                };
-                if skip {
-                    summary.files_skipped += 1;
-                    Action::Skip
-                } else {
-                    summary.files_restored += 1;
-                    summary.bytes += n.size;
-                    if !opts.dry_run {
-                        if exists.as_ref().is_some_and(|m| !m.is_file()) {
-                            remove_any(&e.target)?;
-                        }
-                        let f = OpenOptions::new()
-                            .write(true)
-                            .create(true)
-                            .truncate(true)
-                            .open(&e.target)
-                            .map_err(|err| create_err(&e.target, err))?;
-                        // Final size first: chunks that are all zeros are then never
-                        // written and stay holes.
-                        f.set_len(n.size)
-                            .map_err(|err| Error::io("resize", &e.target, err))?;
-                    }
-                    Action::Write
-                }
-            }
-            Some(kind) => {
-                summary.others += 1;
-                if opts.dry_run {
-                    Action::Created
-                } else {
-                    if exists.is_some() {
-                        if opts.overwrite == Overwrite::Never {
-                            actions.push(Action::Skip);
-                            continue;
-                        }
-                        remove_any(&e.target)?;
-                    }
-                    match create_special(kind, &e.target, n) {
-                        Ok(()) => Action::Created,
-                        Err(err) => {
-                            summary
-                                .warnings
-                                .push(format!("cannot create {}: {err}", e.target.display()));
-                            Action::Failed
-                        }
-                    }
-                }
-            }
-            None => Action::Failed,
-        };
-        actions.push(action);
-    }
-    Ok(actions)
-}
-
-fn remove_any(p: &Path) -> Result<()> {
-    let r = match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
-        Ok(_) => std::fs::remove_file(p),
-        Err(_) => Ok(()),
-    };
-    r.map_err(|e| Error::io("remove", p, e))
-}
-
-fn create_special(kind: NodeKind, path: &Path, n: &crate::tree::Node) -> std::io::Result<()> {
-    use nix::sys::stat::{Mode, SFlag};
-    use std::os::unix::ffi::OsStrExt;
-    let mode = Mode::from_bits_truncate(n.mode & 0o777);
-    match kind {
-        NodeKind::Symlink => {
-            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&n.target), path)
-        }
-        NodeKind::Fifo => nix::unistd::mkfifo(path, mode).map_err(std::io::Error::from),
-        NodeKind::CharDev | NodeKind::BlockDev => {
-            let t = if kind == NodeKind::CharDev {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
-            };
-            nix::sys::stat::mknod(path, t, mode, n.rdev).map_err(std::io::Error::from)
-        }
-        NodeKind::File | NodeKind::Dir => Ok(()),
-    }
 }
 
 struct BlobJob {

@@ -1,0 +1,171 @@
+//! Creating what a restore writes into: directories first (in tree order, serially, so
+//! parents exist), then files and special files in parallel (each a few syscalls, and a
+//! snapshot has tens of thousands), then hardlinks once their first name exists.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::collect::{Entry, Listing};
+use super::plan::Action;
+use super::{Overwrite, RestoreOptions, RestoreSummary};
+use crate::error::{Error, Result};
+use crate::tree::{Node, NodeKind};
+
+fn create_err(path: &Path, e: std::io::Error) -> Error {
+    Error::io("create", path, e)
+}
+
+#[derive(Default)]
+struct Tally {
+    restored: u64,
+    skipped: u64,
+    others: u64,
+    bytes: u64,
+}
+
+/// Creates directories, empty files of final size, links and special files.
+pub fn prepare_targets(listing: &Listing, opts: &RestoreOptions, summary: &mut RestoreSummary) -> Result<Vec<Action>> {
+    if !opts.dry_run {
+        std::fs::create_dir_all(&opts.target).map_err(|e| create_err(&opts.target, e))?;
+    }
+    let n = listing.entries.len();
+    let mut actions = vec![Action::Created; n];
+    // Hardlinks: the first name of an inode gets the content, the others link to it.
+    let mut first_of: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut link_to: Vec<Option<usize>> = vec![None; n];
+    for (i, e) in listing.entries.iter().enumerate() {
+        let nd = &e.node;
+        match nd.kind {
+            Some(NodeKind::Dir) => {
+                summary.dirs += 1;
+                if !opts.dry_run && !std::fs::symlink_metadata(&e.target).is_ok_and(|m| m.is_dir()) {
+                    std::fs::create_dir_all(&e.target).map_err(|err| create_err(&e.target, err))?;
+                }
+            }
+            Some(NodeKind::File) if nd.nlink > 1 => match first_of.get(&(nd.dev, nd.inode)) {
+                Some(&f) => link_to[i] = Some(f),
+                None => {
+                    first_of.insert((nd.dev, nd.inode), i);
+                }
+            },
+            _ => {}
+        }
+    }
+    let warnings = Mutex::new(Vec::new());
+    let results: Vec<Result<(usize, Action, Tally)>> = (0..n)
+        .into_par_iter()
+        .filter(|&i| link_to[i].is_none() && listing.entries[i].node.kind != Some(NodeKind::Dir))
+        .map(|i| {
+            let (a, t) = prepare_entry(&listing.entries[i], opts, &warnings)?;
+            Ok((i, a, t))
+        })
+        .collect();
+    for r in results {
+        let (i, a, t) = r?;
+        actions[i] = a;
+        summary.files_restored += t.restored;
+        summary.files_skipped += t.skipped;
+        summary.others += t.others;
+        summary.bytes += t.bytes;
+    }
+    for (i, first) in link_to.iter().enumerate() {
+        let Some(first) = *first else { continue };
+        summary.others += 1;
+        let e = &listing.entries[i];
+        if !opts.dry_run {
+            if std::fs::symlink_metadata(&e.target).is_ok() {
+                remove_any(&e.target)?;
+            }
+            std::fs::hard_link(&listing.entries[first].target, &e.target).map_err(|err| create_err(&e.target, err))?;
+        }
+    }
+    summary.warnings.extend(warnings.into_inner().unwrap_or_default());
+    Ok(actions)
+}
+
+fn prepare_entry(e: &Entry, opts: &RestoreOptions, warnings: &Mutex<Vec<String>>) -> Result<(Action, Tally)> {
+    let n = &e.node;
+    let mut t = Tally::default();
+    let exists = std::fs::symlink_metadata(&e.target).ok();
+    let Some(kind) = n.kind else {
+        return Ok((Action::Failed, t));
+    };
+    if kind == NodeKind::File {
+        let skip = match (&exists, opts.overwrite) {
+            (None, _) | (Some(_), Overwrite::Always) => false,
+            (Some(_), Overwrite::Never) => true,
+            (Some(m), Overwrite::IfChanged) => {
+                m.is_file() && m.size() == n.size && crate::source::node::time_ns(m.mtime(), m.mtime_nsec()) == n.mtime_ns
+            }
+        };
+        if skip {
+            t.skipped = 1;
+            return Ok((Action::Skip, t));
+        }
+        t.restored = 1;
+        t.bytes = n.size;
+        if !opts.dry_run {
+            if exists.as_ref().is_some_and(|m| !m.is_file()) {
+                remove_any(&e.target)?;
+            }
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&e.target)
+                .map_err(|err| create_err(&e.target, err))?;
+            // Final size first: chunks that are all zeros are then never written and
+            // stay holes.
+            f.set_len(n.size).map_err(|err| Error::io("resize", &e.target, err))?;
+        }
+        return Ok((Action::Write, t));
+    }
+    t.others = 1;
+    if opts.dry_run {
+        return Ok((Action::Created, t));
+    }
+    if exists.is_some() {
+        if opts.overwrite == Overwrite::Never {
+            return Ok((Action::Skip, t));
+        }
+        remove_any(&e.target)?;
+    }
+    match create_special(kind, &e.target, n) {
+        Ok(()) => Ok((Action::Created, t)),
+        Err(err) => {
+            if let Ok(mut w) = warnings.lock() {
+                w.push(format!("cannot create {}: {err}", e.target.display()));
+            }
+            Ok((Action::Failed, t))
+        }
+    }
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    let r = match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(_) => Ok(()),
+    };
+    r.map_err(|e| Error::io("remove", p, e))
+}
+
+fn create_special(kind: NodeKind, path: &Path, n: &Node) -> std::io::Result<()> {
+    use nix::sys::stat::{Mode, SFlag};
+    use std::os::unix::ffi::OsStrExt;
+    let mode = Mode::from_bits_truncate(n.mode & 0o777);
+    match kind {
+        NodeKind::Symlink => std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&n.target), path),
+        NodeKind::Fifo => nix::unistd::mkfifo(path, mode).map_err(std::io::Error::from),
+        NodeKind::CharDev | NodeKind::BlockDev => {
+            let t = if kind == NodeKind::CharDev { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+            nix::sys::stat::mknod(path, t, mode, n.rdev).map_err(std::io::Error::from)
+        }
+        NodeKind::File | NodeKind::Dir => Ok(()),
+    }
+}
