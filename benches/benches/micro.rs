@@ -190,7 +190,7 @@ fn index_file(n: usize) -> (IndexFile, Vec<Id>) {
                 .enumerate()
                 .map(|(i, id)| PackEntry {
                     id: *id,
-                    cid: *id,
+                    cid: Some(*id),
                     offset: (i * MIB) as u64,
                     slen: MIB as u32,
                     plen: MIB as u32,

@@ -61,7 +61,9 @@ fn configure_threads() {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-    let _ = rayon::ThreadPoolBuilder::new().num_threads((2 * cores).max(4)).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads((2 * cores).max(4))
+        .build_global();
 }
 
 fn main() {

@@ -439,7 +439,7 @@ fn entries(v: &mut Vector, prefix: &str) -> Vec<PackEntry> {
         let f: Vec<&str> = raw.split(':').collect();
         out.push(PackEntry {
             id: Id(hex::decode(f[0]).unwrap().try_into().unwrap()),
-            cid: Id(hex::decode(f[1]).unwrap().try_into().unwrap()),
+            cid: Some(Id(hex::decode(f[1]).unwrap().try_into().unwrap())),
             offset: f[2].parse().unwrap(),
             slen: f[3].parse().unwrap(),
             plen: f[4].parse().unwrap(),

@@ -123,7 +123,7 @@ fn tree() -> Tree {
 fn index_file() -> IndexFile {
     let entry = |i: u8, offset, slen| PackEntry {
         id: Id([i; 32]),
-        cid: Id([i + 1; 32]),
+        cid: Some(Id([i + 1; 32])),
         offset,
         slen,
         plen: slen * 2,
@@ -233,14 +233,14 @@ fn gen_seeds() -> Res {
         entries: vec![
             PackEntry {
                 id: Id([50; 32]),
-                cid: Id([51; 32]),
+                cid: Some(Id([51; 32])),
                 offset: 0,
                 slen: 100,
                 plen: 300,
             },
             PackEntry {
                 id: Id([52; 32]),
-                cid: Id([53; 32]),
+                cid: Some(Id([53; 32])),
                 offset: 100,
                 slen: 60,
                 plen: 60,

@@ -43,13 +43,13 @@ impl IndexFile {
         for p in &self.packs {
             e.array(4).bytes(&p.name.0).u64(p.len).u64(p.kind as u64);
             e.array(p.entries.len());
+            let group = p.kind == PackKind::Group;
             for x in &p.entries {
-                e.array(5)
-                    .bytes(&x.id.0)
-                    .bytes(&x.cid.0)
-                    .u64(x.offset)
-                    .u64(x.slen.into())
-                    .u64(x.plen.into());
+                e.array(if group { 5 } else { 4 }).bytes(&x.id.0);
+                if group {
+                    e.bytes(&x.cid.unwrap_or_default().0);
+                }
+                e.u64(x.offset).u64(x.slen.into()).u64(x.plen.into());
             }
         }
         e.buf
@@ -87,12 +87,16 @@ impl IndexFile {
             let m = d.array()?;
             let mut entries = Vec::with_capacity(m.min(1 << 16));
             for _ in 0..m {
-                if d.array()? != 5 {
-                    return Err(d.err("index entry must have 5 fields"));
+                // Only group data carries a cid (see PackEntry::cid).
+                let group = kind == PackKind::Group;
+                if d.array()? != if group { 5 } else { 4 } {
+                    return Err(
+                        d.err("index entry has the wrong number of fields for its pack kind")
+                    );
                 }
                 let x = PackEntry {
                     id: Id(d.fixed()?),
-                    cid: Id(d.fixed()?),
+                    cid: if group { Some(Id(d.fixed()?)) } else { None },
                     offset: d.u64()?,
                     slen: d.u32()?,
                     plen: d.u32()?,
@@ -138,7 +142,7 @@ mod tests {
                 kind: PackKind::Group,
                 entries: vec![PackEntry {
                     id: Id([3; 32]),
-                    cid: Id([4; 32]),
+                    cid: Some(Id([4; 32])),
                     offset: 0,
                     slen: 900,
                     plen: 2000,

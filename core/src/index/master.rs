@@ -162,7 +162,7 @@ mod tests {
         let entries = (0..100u8)
             .map(|i| PackEntry {
                 id: Id([i; 32]),
-                cid: Id::default(),
+                cid: None,
                 offset: u64::from(i) * 10,
                 slen: 10,
                 plen: 20,

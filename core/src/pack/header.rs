@@ -52,8 +52,11 @@ impl PackKind {
 pub struct PackEntry {
     /// Blob id.
     pub id: Id,
-    /// BLAKE3 of the stored bytes.
-    pub cid: Id,
+    /// BLAKE3 of the stored bytes, for group data only: it is what a peer checks before
+    /// it dedups against a blob it did not write. Host-private blobs (private data, trees)
+    /// are never shared, the AEAD already detects their corruption, so they carry none and
+    /// save 32 bytes in both the pack header and the index.
+    pub cid: Option<Id>,
     /// Offset in the pack (implicit in the encoding).
     pub offset: u64,
     /// Stored length.
@@ -84,13 +87,13 @@ impl PackHeader {
         e.key(2).u64(self.pad_len);
         e.key(3).array(self.entries.len());
         let bt = self.kind.blob_type() as u64;
+        let group = self.kind == PackKind::Group;
         for x in &self.entries {
-            e.array(5)
-                .u64(bt)
-                .bytes(&x.id.0)
-                .bytes(&x.cid.0)
-                .u64(x.slen.into())
-                .u64(x.plen.into());
+            e.array(if group { 5 } else { 4 }).u64(bt).bytes(&x.id.0);
+            if group {
+                e.bytes(&x.cid.unwrap_or_default().0);
+            }
+            e.u64(x.slen.into()).u64(x.plen.into());
         }
         e.buf
     }
@@ -117,14 +120,15 @@ impl PackHeader {
         let mut entries = Vec::with_capacity(n);
         let mut offset = 0u64;
         for _ in 0..n {
-            if d.array()? != 5 {
-                return Err(d.err("pack entry must have 5 fields"));
+            let group = kind == PackKind::Group;
+            if d.array()? != if group { 5 } else { 4 } {
+                return Err(d.err("pack entry has the wrong number of fields for its kind"));
             }
             if d.u8()? != kind.blob_type() as u8 {
                 return Err(d.err("blob type does not match the pack kind"));
             }
             let id = Id(d.fixed()?);
-            let cid = Id(d.fixed()?);
+            let cid = if group { Some(Id(d.fixed()?)) } else { None };
             let slen = d.u32()?;
             let plen = d.u32()?;
             if slen == 0 {
@@ -148,5 +152,42 @@ impl PackHeader {
             pad_len,
             entries,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn header(kind: PackKind, cid: Option<Id>) -> PackHeader {
+        PackHeader {
+            kind,
+            pad_len: 3,
+            entries: vec![PackEntry {
+                id: Id([1; 32]),
+                cid,
+                offset: 0,
+                slen: 40,
+                plen: 70,
+            }],
+        }
+    }
+
+    #[test]
+    fn only_group_entries_carry_a_cid() {
+        let g = header(PackKind::Group, Some(Id([2; 32])));
+        assert_eq!(PackHeader::decode(&g.encode(), 43).unwrap(), g);
+        let t = header(PackKind::Tree, None);
+        let enc = t.encode();
+        assert_eq!(PackHeader::decode(&enc, 43).unwrap(), t);
+        assert!(
+            enc.len() + 32 < g.encode().len(),
+            "no cid in a tree pack header"
+        );
+        // A tree pack entry with a cid (the group layout) is refused.
+        let mut forged = g.encode();
+        forged[4] = PackKind::Tree as u8; // kind field
+        assert!(PackHeader::decode(&forged, 43).is_err());
     }
 }

@@ -85,7 +85,7 @@ impl PackWriter {
         })?;
         self.entries.push(PackEntry {
             id,
-            cid: Id::of_bytes(stored),
+            cid: (self.kind == PackKind::Group).then(|| Id::of_bytes(stored)),
             offset: self.size,
             slen,
             plen,

@@ -31,7 +31,10 @@ pub(super) fn apply_all(listing: &Listing, actions: &[Action], summary: &mut Res
         .filter(|&i| actions[i] != Action::Failed && is_dir(i))
         .collect();
     dirs.sort_by_key(|&i| std::cmp::Reverse(listing.entries[i].depth));
-    warnings.extend(dirs.into_iter().filter_map(|i| apply(&listing.entries[i], root).err()));
+    warnings.extend(
+        dirs.into_iter()
+            .filter_map(|i| apply(&listing.entries[i], root).err()),
+    );
     summary.warnings.extend(warnings);
 }
 

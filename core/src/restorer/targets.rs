@@ -29,7 +29,11 @@ struct Tally {
 }
 
 /// Creates directories, empty files of final size, links and special files.
-pub fn prepare_targets(listing: &Listing, opts: &RestoreOptions, summary: &mut RestoreSummary) -> Result<Vec<Action>> {
+pub fn prepare_targets(
+    listing: &Listing,
+    opts: &RestoreOptions,
+    summary: &mut RestoreSummary,
+) -> Result<Vec<Action>> {
     if !opts.dry_run {
         std::fs::create_dir_all(&opts.target).map_err(|e| create_err(&opts.target, e))?;
     }
@@ -43,7 +47,8 @@ pub fn prepare_targets(listing: &Listing, opts: &RestoreOptions, summary: &mut R
         match nd.kind {
             Some(NodeKind::Dir) => {
                 summary.dirs += 1;
-                if !opts.dry_run && !std::fs::symlink_metadata(&e.target).is_ok_and(|m| m.is_dir()) {
+                if !opts.dry_run && !std::fs::symlink_metadata(&e.target).is_ok_and(|m| m.is_dir())
+                {
                     std::fs::create_dir_all(&e.target).map_err(|err| create_err(&e.target, err))?;
                 }
             }
@@ -81,14 +86,21 @@ pub fn prepare_targets(listing: &Listing, opts: &RestoreOptions, summary: &mut R
             if std::fs::symlink_metadata(&e.target).is_ok() {
                 remove_any(&e.target)?;
             }
-            std::fs::hard_link(&listing.entries[first].target, &e.target).map_err(|err| create_err(&e.target, err))?;
+            std::fs::hard_link(&listing.entries[first].target, &e.target)
+                .map_err(|err| create_err(&e.target, err))?;
         }
     }
-    summary.warnings.extend(warnings.into_inner().unwrap_or_default());
+    summary
+        .warnings
+        .extend(warnings.into_inner().unwrap_or_default());
     Ok(actions)
 }
 
-fn prepare_entry(e: &Entry, opts: &RestoreOptions, warnings: &Mutex<Vec<String>>) -> Result<(Action, Tally)> {
+fn prepare_entry(
+    e: &Entry,
+    opts: &RestoreOptions,
+    warnings: &Mutex<Vec<String>>,
+) -> Result<(Action, Tally)> {
     let n = &e.node;
     let mut t = Tally::default();
     let exists = std::fs::symlink_metadata(&e.target).ok();
@@ -100,7 +112,9 @@ fn prepare_entry(e: &Entry, opts: &RestoreOptions, warnings: &Mutex<Vec<String>>
             (None, _) | (Some(_), Overwrite::Always) => false,
             (Some(_), Overwrite::Never) => true,
             (Some(m), Overwrite::IfChanged) => {
-                m.is_file() && m.size() == n.size && crate::source::node::time_ns(m.mtime(), m.mtime_nsec()) == n.mtime_ns
+                m.is_file()
+                    && m.size() == n.size
+                    && crate::source::node::time_ns(m.mtime(), m.mtime_nsec()) == n.mtime_ns
             }
         };
         if skip {
@@ -121,7 +135,8 @@ fn prepare_entry(e: &Entry, opts: &RestoreOptions, warnings: &Mutex<Vec<String>>
                 .map_err(|err| create_err(&e.target, err))?;
             // Final size first: chunks that are all zeros are then never written and
             // stay holes.
-            f.set_len(n.size).map_err(|err| Error::io("resize", &e.target, err))?;
+            f.set_len(n.size)
+                .map_err(|err| Error::io("resize", &e.target, err))?;
         }
         return Ok((Action::Write, t));
     }
@@ -160,10 +175,16 @@ fn create_special(kind: NodeKind, path: &Path, n: &Node) -> std::io::Result<()> 
     use std::os::unix::ffi::OsStrExt;
     let mode = Mode::from_bits_truncate(n.mode & 0o777);
     match kind {
-        NodeKind::Symlink => std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&n.target), path),
+        NodeKind::Symlink => {
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&n.target), path)
+        }
         NodeKind::Fifo => nix::unistd::mkfifo(path, mode).map_err(std::io::Error::from),
         NodeKind::CharDev | NodeKind::BlockDev => {
-            let t = if kind == NodeKind::CharDev { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
+            let t = if kind == NodeKind::CharDev {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
             nix::sys::stat::mknod(path, t, mode, n.rdev).map_err(std::io::Error::from)
         }
         NodeKind::File | NodeKind::Dir => Ok(()),
