@@ -21,6 +21,9 @@ use crate::tree::{ContentRef, Node, NodeKind, Tree, SCOPE_GROUP, SCOPE_PRIVATE};
 /// maximum-size chunks per file being read.
 const CHUNK_BATCH: usize = 4;
 
+/// Files at least this large are read ahead as a whole (see `save_file_content`).
+const PREFETCH_MIN: u64 = 256 << 10;
+
 /// Stores the requested paths below `dir` and returns the tree id of `dir`.
 pub(super) fn save_trie(ctx: &Ctx<'_>, dir: &Path, trie: &Trie, parent: Option<Id>) -> Result<Id> {
     let parent_tree = parent.and_then(|t| ctx.trees.get(ctx.repo, &t).ok());
@@ -224,6 +227,17 @@ fn save_file_content(
             return Ok(false);
         }
     };
+    if node.size >= PREFETCH_MIN {
+        // Ask the kernel to read the whole file ahead: while this worker compresses the
+        // chunks it has, the next ones are already on their way from the disk. Only advice;
+        // a failure changes nothing.
+        let _ = nix::fcntl::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+        );
+    }
     match chunk_file(ctx, file, private) {
         Ok((content, read)) => {
             if read != node.size {
