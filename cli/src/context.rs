@@ -90,11 +90,27 @@ impl Context {
     pub fn open_without_index(&self) -> Result<Repository> {
         let backend = self.backend()?;
         let password = self.password("enter password for repository: ")?;
-        Ok(Repository::open(
-            backend,
-            &password,
-            self.global.key_file.as_deref(),
-        )?)
+        let local = backend.properties().is_local;
+        let mut repo = Repository::open(backend, &password, self.global.key_file.as_deref())?;
+        // A local repository is its own cache; an explicit --cache-dir turns it on anyway.
+        if !self.global.no_cache && (!local || self.global.cache_dir.is_some()) {
+            if let Some(root) = self.cache_root() {
+                repo.enable_cache(&root);
+            }
+        }
+        Ok(repo)
+    }
+
+    /// `--cache-dir`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
+    pub fn cache_root(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.global.cache_dir {
+            return Some(d.clone());
+        }
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("cairn"))
     }
 
     /// Opens the repository, unlocking a key with the password.

@@ -291,3 +291,45 @@ fn missing_or_damaged_snapshot_file_does_not_hide_others() {
         b"version 2"
     );
 }
+
+/// Restoring onto a file system that fills up stops with an error naming the file and the
+/// cause, and the repository is untouched (check passes). Needs root to mount a tiny tmpfs;
+/// CI runs as root, and there a missing mount is a failure, not a skip.
+#[test]
+fn restore_onto_full_disk_fails_cleanly() {
+    if !crate::support::is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the e2e tests as root"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let src = f.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big.bin"), bytes(99, 4 << 20)).unwrap();
+    f.cairn.ok(&["backup".as_ref(), src.as_os_str()]);
+    let target = f.path("small-disk");
+    std::fs::create_dir_all(&target).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 1 MiB tmpfs");
+    let out = f.cairn.run(&[
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    let _ = std::process::Command::new("umount").arg(&target).status();
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("No space left on device"), "{out:#?}");
+    assert!(
+        out.stderr.contains("big.bin"),
+        "the error names the file: {out:#?}"
+    );
+    f.cairn.ok(&["check", "--read-data"]);
+}

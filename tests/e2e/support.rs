@@ -511,6 +511,24 @@ pub fn full_tree(root: &Path) -> TreeSpec {
         .mtime("fifo", t0 + 7);
     if is_root() {
         s = s
+            // A POSIX ACL (user 1234 may read) and a file capability travel as the
+            // system.posix_acl_access and security.capability xattrs.
+            .file("acl.txt", 50, 14)
+            .mode("acl.txt", 0o640)
+            .xattr(
+                "acl.txt",
+                "system.posix_acl_access",
+                posix_acl(&[
+                    (0x01, 6, u32::MAX),
+                    (0x02, 4, 1234),
+                    (0x04, 4, u32::MAX),
+                    (0x10, 4, u32::MAX),
+                    (0x20, 0, u32::MAX),
+                ]),
+            )
+            .file("capable", 60, 15)
+            .mode("capable", 0o755)
+            .xattr("capable", "security.capability", file_capability(10))
             .chardev("null-dev", 1, 3)
             .file("owned", 100, 13)
             .owner("owned", 1234, 5678)
@@ -773,4 +791,24 @@ pub fn host_files(repo: &Path, kind: &str) -> Vec<PathBuf> {
 /// A path as `&str` (test paths are UTF-8).
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 test path")
+}
+
+/// The kernel's binary form of a POSIX ACL xattr: version 2, then (tag, perm, id) entries.
+fn posix_acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+/// A VFS v2 file capability granting (permitted, effective) capability number `cap`.
+fn file_capability(cap: u32) -> Vec<u8> {
+    let mut v = (0x0200_0000u32 | 1).to_le_bytes().to_vec();
+    for word in [1u32 << cap, 0, 0, 0] {
+        v.extend_from_slice(&word.to_le_bytes());
+    }
+    v
 }

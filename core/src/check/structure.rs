@@ -192,7 +192,7 @@ impl<'a> Checker<'a> {
                 HostDir::Index => (FileType::SharedIndex, true),
                 _ => (FileType::PrivateIndex, false),
             };
-            match self.repo.read_index_file(&path, &name, ftype) {
+            match self.repo.read_index_file(&path, &name, ftype, false) {
                 Err(e) => {
                     let p = Problem::new(K::IndexFileDamaged, path, reason(&e));
                     self.report.add(p);

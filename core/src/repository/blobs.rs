@@ -141,10 +141,17 @@ impl Repository {
             what: "blob",
             name: id.to_hex(),
         })?;
-        let stored = self.backend.read(
-            &self.pack_path(&loc),
-            Some(loc.offset..loc.offset + u64::from(loc.slen)),
-        )?;
+        let path = self.pack_path(&loc);
+        let range = loc.offset..loc.offset + u64::from(loc.slen);
+        if let (BlobType::Tree, Some(cache)) = (btype, &self.cache) {
+            let stored = cache.read_range(&*self.backend, &path, &loc.pack.name, range.clone())?;
+            match self.open_blob(btype, id, ck, &loc, &stored) {
+                Ok(p) => return Ok(p),
+                // A damaged cached copy: drop it and ask the repository itself.
+                Err(_) => cache.forget(&path),
+            }
+        }
+        let stored = self.backend.read(&path, Some(range))?;
         self.open_blob(btype, id, ck, &loc, &stored)
     }
 

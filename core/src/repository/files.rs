@@ -61,10 +61,11 @@ impl Repository {
     fn save_sealed(&self, dir: HostDir, ftype: FileType, payload: &[u8]) -> Result<Id> {
         let bytes = self.seal_file(ftype, payload);
         let name = Id::of_bytes(&bytes);
-        self.backend.write(
-            &layout::host_file(&self.host.host_id, dir, &name),
-            &WriteBody::Bytes(&bytes),
-        )?;
+        let path = layout::host_file(&self.host.host_id, dir, &name);
+        self.backend.write(&path, &WriteBody::Bytes(&bytes))?;
+        if let (Some(c), HostDir::Index | HostDir::TreeIndex) = (&self.cache, dir) {
+            c.store(&path, &bytes);
+        }
         Ok(name)
     }
 
@@ -147,7 +148,7 @@ impl Repository {
         ] {
             for name in self.list_names(dir)? {
                 let path = layout::host_file(&self.host.host_id, dir, &name);
-                match self.read_index_file(&path, &name, ftype) {
+                match self.read_index_file(&path, &name, ftype, true) {
                     Ok(f) => out.push((path, f)),
                     Err(e) => bad.push(e),
                 }
@@ -162,8 +163,21 @@ impl Repository {
         path: &str,
         name: &Id,
         ftype: FileType,
+        cached: bool,
     ) -> Result<IndexFile> {
-        let bytes = self.read_named(path, name, ftype.name())?;
+        // `check` reads the repository itself (cached = false); loading the index may use
+        // the local copy, which is only used while it still hashes to its name.
+        let bytes = match (&self.cache, cached) {
+            (Some(c), true) => c.read_file(&*self.backend, path, name)?,
+            _ => self.backend.read(path, None)?,
+        };
+        if Id::of_bytes(&bytes) != *name {
+            return Err(Error::corrupt(
+                ftype.name(),
+                path,
+                "content does not match its name (BLAKE3)",
+            ));
+        }
         let plain = self.open_file(ftype, self.host.host_id, path, &bytes)?;
         let f = IndexFile::decode(&plain)
             .map_err(|e| Error::corrupt(ftype.name(), path, e.to_string()))?;

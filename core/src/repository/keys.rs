@@ -246,6 +246,7 @@ impl Repository {
             gear,
             index: MasterIndex::new(),
             spool_dir: std::env::temp_dir(),
+            cache: None,
         })
     }
 

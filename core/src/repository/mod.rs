@@ -5,6 +5,7 @@
 //! ...) live in their own modules and take a `&Repository`.
 
 mod blobs;
+pub mod cache;
 mod files;
 pub mod keys;
 pub mod packer;
@@ -36,6 +37,7 @@ pub struct Repository {
     gear: Arc<GearTable>,
     index: MasterIndex,
     spool_dir: PathBuf,
+    cache: Option<cache::Cache>,
 }
 
 impl Repository {
@@ -77,6 +79,16 @@ impl Repository {
     /// Where packs are spooled before upload.
     pub fn spool_dir(&self) -> &std::path::Path {
         &self.spool_dir
+    }
+
+    /// Keeps index files and tree packs in a local cache below `root` (per repository id).
+    pub fn enable_cache(&mut self, root: &std::path::Path) {
+        self.cache = Some(cache::Cache::new(root, &self.config.repo_id));
+    }
+
+    /// The local cache, if enabled.
+    pub fn cache(&self) -> Option<&cache::Cache> {
+        self.cache.as_ref()
     }
 
     /// Sets where packs are spooled (the cache dir, usually).

@@ -271,6 +271,10 @@ impl Packer<'_> {
                 continue;
             }
             self.packs.fetch_add(1, Ordering::Relaxed);
+            if let (Some(c), PackKind::Tree) = (self.repo.cache(), pack.kind) {
+                // The next backup reads its parent's trees from here.
+                c.store_file(&path, &pack.path);
+            }
             let entry = IndexPack {
                 name: pack.name,
                 len: pack.len,

@@ -1,27 +1,10 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use cairn_core::archiver::{backup, BackupOptions, NoProgress};
+use cairn_core::archiver::{backup, NoProgress};
 use cairn_core::restorer::{restore, NoRestoreProgress, Overwrite, RestoreOptions};
-use cairn_core::source::exclude::{ExcludeOptions, Excluder};
 
 use crate::support::*;
-
-fn opts(paths: Vec<PathBuf>) -> BackupOptions {
-    BackupOptions {
-        paths,
-        hostname: "h".into(),
-        username: "u".into(),
-        tags: vec![],
-        parent: None,
-        excluder: Excluder::new(&ExcludeOptions::default()).unwrap(),
-        one_file_system: false,
-        dry_run: false,
-        time_ns: 1,
-        program: "test".into(),
-        stdin_name: None,
-    }
-}
 
 fn ropts(target: &Path) -> RestoreOptions {
     RestoreOptions {
@@ -48,7 +31,7 @@ fn round_trip_and_unchanged_rebackup_reads_nothing() {
     let stop = AtomicBool::new(false);
     let out = backup(
         &repo,
-        &opts(vec![s.to_path_buf()]),
+        &backup_opts(vec![s.to_path_buf()]),
         None,
         &NoProgress,
         &stop,
@@ -81,7 +64,7 @@ fn round_trip_and_unchanged_rebackup_reads_nothing() {
         Path::new("small.txt")
     );
 
-    let mut o = opts(vec![s.to_path_buf()]);
+    let mut o = backup_opts(vec![s.to_path_buf()]);
     o.parent = Some((id, snap));
     let again = backup(&repo, &o, None, &NoProgress, &stop).unwrap();
     assert_eq!(

@@ -9,7 +9,6 @@ use cairn_core::browse::diff::{diff, Modifier};
 use cairn_core::browse::find::{find, Matcher};
 use cairn_core::browse::{self, stats, Visit};
 use cairn_core::repository::{Repository, TreeCache};
-use cairn_core::source::exclude::{ExcludeOptions, Excluder};
 use cairn_core::tree::NodeKind;
 use cairn_core::{Error, Id};
 
@@ -17,17 +16,8 @@ use crate::support::*;
 
 fn snap(repo: &mut Repository, src: &Path, time_ns: i64) -> Id {
     let opts = BackupOptions {
-        paths: vec![src.to_path_buf()],
-        hostname: "h".into(),
-        username: "u".into(),
-        tags: vec![],
-        parent: None,
-        excluder: Excluder::new(&ExcludeOptions::default()).unwrap(),
-        one_file_system: false,
-        dry_run: false,
         time_ns,
-        program: "test".into(),
-        stdin_name: None,
+        ..backup_opts(vec![src.to_path_buf()])
     };
     let out = backup(repo, &opts, None, &NoProgress, &AtomicBool::new(false)).unwrap();
     repo.load_index().unwrap();

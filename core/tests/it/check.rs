@@ -1,35 +1,17 @@
 //! `check`: every kind of repository file missing, truncated or bit-flipped is reported by
 //! its path, and nothing else is.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use cairn_core::archiver::{backup, BackupOptions, NoProgress};
+use cairn_core::archiver::{backup, NoProgress};
 use cairn_core::backend::Backend;
 use cairn_core::check::{check, CheckOptions, CheckReport, NoCheckProgress, ProblemKind, Subset};
 use cairn_core::pack::PackKind;
 use cairn_core::repository::Repository;
-use cairn_core::source::exclude::{ExcludeOptions, Excluder};
 use cairn_core::testing::InMemoryBackend;
 
 use crate::support::*;
-
-fn opts(paths: Vec<PathBuf>) -> BackupOptions {
-    BackupOptions {
-        paths,
-        hostname: "h".into(),
-        username: "u".into(),
-        tags: vec![],
-        parent: None,
-        excluder: Excluder::new(&ExcludeOptions::default()).unwrap(),
-        one_file_system: false,
-        dry_run: false,
-        time_ns: 1,
-        program: "test".into(),
-        stdin_name: None,
-    }
-}
 
 struct Fixture {
     b: Arc<InMemoryBackend>,
@@ -49,7 +31,7 @@ fn fixture() -> Fixture {
     let stop = AtomicBool::new(false);
     backup(
         &repo,
-        &opts(vec![s.to_path_buf()]),
+        &backup_opts(vec![s.to_path_buf()]),
         None,
         &NoProgress,
         &stop,
@@ -349,7 +331,7 @@ fn unindexed_pack_is_only_a_warning() {
     let stop = AtomicBool::new(false);
     backup(
         &f.repo,
-        &opts(vec![src2.path().to_path_buf()]),
+        &backup_opts(vec![src2.path().to_path_buf()]),
         None,
         &NoProgress,
         &stop,

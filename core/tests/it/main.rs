@@ -4,5 +4,6 @@
 
 mod backup_restore;
 mod browse;
+mod cache;
 mod check;
 mod support;

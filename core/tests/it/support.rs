@@ -43,3 +43,21 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     h.finalize_xof().fill(&mut out);
     out
 }
+
+/// Backup options for tests: no excludes, fixed host, user and time.
+pub fn backup_opts(paths: Vec<std::path::PathBuf>) -> cairn_core::archiver::BackupOptions {
+    use cairn_core::source::exclude::{ExcludeOptions, Excluder};
+    cairn_core::archiver::BackupOptions {
+        paths,
+        hostname: "h".into(),
+        username: "u".into(),
+        tags: vec![],
+        parent: None,
+        excluder: Excluder::new(&ExcludeOptions::default()).unwrap(),
+        one_file_system: false,
+        dry_run: false,
+        time_ns: 1,
+        program: "test".into(),
+        stdin_name: None,
+    }
+}
