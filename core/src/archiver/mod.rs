@@ -204,6 +204,16 @@ pub fn backup(
             }
             _ => walk::save_trie(&ctx, Path::new("/"), &trie, parent_root)?,
         };
+        // A path nested inside another requested path is covered by the outer walk; one that
+        // does not exist must still be reported rather than silently dropped.
+        for p in &opts.paths {
+            let nested = opts.paths.iter().any(|o| o != p && p.starts_with(o));
+            if nested {
+                if let Err(e) = std::fs::symlink_metadata(p) {
+                    ctx.error(p, format!("cannot stat: {e}"));
+                }
+            }
+        }
         let errors = ctx.errors.into_inner().unwrap_or_default();
         Ok((tree, errors, ctx.counts))
     })?;

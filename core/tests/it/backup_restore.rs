@@ -75,3 +75,23 @@ fn round_trip_and_unchanged_rebackup_reads_nothing() {
     // Only trees on the path to a changed directory (/tmp gained the restore dir) are new.
     assert!(again.packer.blobs <= 2, "{}", again.packer.blobs);
 }
+
+#[test]
+fn missing_path_nested_in_another_is_reported() {
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("a.txt"), b"a");
+    let (_b, repo) = init();
+    let stop = AtomicBool::new(false);
+    let missing = src.path().join("not-there");
+    let out = backup(
+        &repo,
+        &backup_opts(vec![src.path().to_path_buf(), missing.clone()]),
+        None,
+        &NoProgress,
+        &stop,
+    )
+    .unwrap();
+    let errs = &out.snapshot.summary.errors;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].0.ends_with("not-there"), "{errs:?}");
+}
