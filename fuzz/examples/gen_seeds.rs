@@ -1,9 +1,9 @@
 //! Writes the seed corpus of every target from the real encoders, so the fuzzer starts from
 //! valid files (a sealed snapshot, a whole pack, a key file...) rather than from nothing.
 //!
-//! `cargo test --release --test gen_seeds -- --ignored` (ignored by default: the key file
-//! seed has a fresh creation time, so every run would change the committed corpus). It
-//! overwrites only the `seed-*` files of `corpus/<target>/`; inputs the fuzzer found stay.
+//! `cargo run --release --example gen_seeds` (run by hand, not in CI: the key file seed has
+//! a fresh creation time, so every run changes the committed corpus). It overwrites only the
+//! `seed-*` files of `corpus/<target>/`; inputs the fuzzer found stay.
 
 use std::fs;
 use std::path::Path;
@@ -170,9 +170,8 @@ fn pack() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     Ok(fs::read(&done.path)?)
 }
 
-#[test]
-#[ignore = "rewrites the committed seed corpus"]
-fn gen_seeds() -> Res {
+/// Rewrites the committed seed corpus from the real encoders.
+fn main() -> Res {
     // keyfile: the minimum KDF cost, so the target's full unwrap path runs on it.
     let kdf = KdfParams {
         salt: "AwMDAwMDAwMDAwMDAwMDAw==".into(),
