@@ -186,7 +186,7 @@ fn main() -> Res {
         &Password::new(PASSWORD.into()),
         &[15; 32],
     )?;
-    put("keyfile", "admin", &kf.to_json())?;
+    put("keyfile", "admin", &kf.to_json()?)?;
 
     // config: signed by a fixed admin key.
     let admin = AdminSecret::from_key(Key32::from_bytes([16; 32]));

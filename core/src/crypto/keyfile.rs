@@ -198,10 +198,13 @@ impl KeyFile {
     }
 
     /// Serialises to pretty JSON.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut v = serde_json::to_vec_pretty(self).map_err(|e| Error::KeyFileMalformed {
+            name: self.key_id.clone(),
+            reason: format!("cannot serialise: {e}"),
+        })?;
         v.push(b'\n');
-        v
+        Ok(v)
     }
 
     /// Whether the plain checksum matches, i.e. the file is intact as far as can be told
@@ -328,7 +331,7 @@ mod tests {
                 "m={m} t={t}"
             );
         }
-        let json = kf.to_json();
+        let json = kf.to_json().unwrap();
         let back = KeyFile::parse("k", &json).unwrap();
         assert_eq!(back.unwrap_secret("k", &pw("right")).unwrap(), b"secret");
         assert!(matches!(

@@ -145,7 +145,7 @@ impl Repository {
             password,
             &plain.encode(),
         )?;
-        let json = kf.to_json();
+        let json = kf.to_json()?;
         if let Some(out) = &opts.key_out {
             write_local_key(out, &json)?;
         }
@@ -273,7 +273,7 @@ impl Repository {
         )?;
         self.backend.write(
             &layout::admin_key(&key_id),
-            &WriteBody::Bytes(&kf.to_json()),
+            &WriteBody::Bytes(&kf.to_json()?),
         )?;
         Ok(key_id)
     }
