@@ -19,10 +19,17 @@ step "build the cairn binary (the e2e tests run it)"
 cargo build --locked -p cairn
 
 step "unit, integration and end-to-end tests"
-cargo test --locked --workspace --exclude cairn-benches --features cairn-core/test-util
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --workspace --exclude cairn-benches --features cairn-core/test-util 2>&1 | tee "$log"
+passed=$(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -o '[0-9]* failed' "$log" | awk '{s+=$1} END {print s+0}')
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz smoke run (stable toolchain, no sanitizer, bounded time)"
   cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
   FUZZ_SECONDS="${FUZZ_SECONDS:-15}" fuzz/run-smoke.sh
 fi
+
+# One closing line for the whole suite (the last cargo line is a doc-test run of 0 tests).
+echo "tests: $passed passed, $failed failed"

@@ -277,7 +277,9 @@ fn read_data_finds_a_flipped_data_byte_and_names_pack_offset_and_blob() {
     let entry = files
         .iter()
         .flat_map(|(_, x)| &x.packs)
-        .filter(|p| p.kind == PackKind::Group)
+        // The blob must be in the pack that is damaged: group blobs are spread at random
+        // over two packs.
+        .filter(|p| p.kind == PackKind::Group && pack.ends_with(&p.name.to_hex()))
         .flat_map(|p| &p.entries)
         .max_by_key(|e| e.slen)
         .copied()
