@@ -110,6 +110,11 @@ impl IndexFile {
                 }
                 entries.push(x);
             }
+            // The writer lists each pack once; a second listing would be half-ignored by
+            // the in-memory index, so it is refused as damage instead.
+            if packs.iter().any(|p: &IndexPack| p.name == name) {
+                return Err(d.err("pack listed twice"));
+            }
             packs.push(IndexPack {
                 name,
                 len,
@@ -150,6 +155,12 @@ mod tests {
             }],
         };
         assert_eq!(IndexFile::decode(&f.encode()).unwrap(), f);
+        let mut twice = f.clone();
+        twice.packs.push(twice.packs[0].clone());
+        assert!(
+            IndexFile::decode(&twice.encode()).is_err(),
+            "a pack listed twice"
+        );
         f.packs[0].entries[0].offset = 200;
         assert!(IndexFile::decode(&f.encode()).is_err());
     }
