@@ -29,24 +29,9 @@ impl Cache {
         self.dir.join(path)
     }
 
-    /// Stores bytes whose name was already checked (a file just written, or read and
-    /// verified). Failures only mean a later cache miss.
-    pub fn store(&self, path: &str, bytes: &[u8]) {
-        let dst = self.local(path);
-        let _ = (|| -> std::io::Result<()> {
-            let parent = dst
-                .parent()
-                .ok_or_else(|| std::io::Error::other("no parent"))?;
-            std::fs::create_dir_all(parent)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
-            tmp.write_all(bytes)?;
-            tmp.persist(&dst).map_err(|e| e.error)?;
-            Ok(())
-        })();
-    }
-
-    /// Stores a local file (a pack just uploaded from its spool file).
-    pub fn store_file(&self, path: &str, src: &Path) {
+    /// Puts a file at `path` in the cache through a temporary file, so a reader never sees
+    /// a partial copy. Failures only mean a later cache miss.
+    fn put(&self, path: &str, fill: impl FnOnce(&Path) -> std::io::Result<()>) {
         let dst = self.local(path);
         let _ = (|| -> std::io::Result<()> {
             let parent = dst
@@ -54,10 +39,21 @@ impl Cache {
                 .ok_or_else(|| std::io::Error::other("no parent"))?;
             std::fs::create_dir_all(parent)?;
             let tmp = tempfile::NamedTempFile::new_in(parent)?;
-            std::fs::copy(src, tmp.path())?;
+            fill(tmp.path())?;
             tmp.persist(&dst).map_err(|e| e.error)?;
             Ok(())
         })();
+    }
+
+    /// Stores bytes whose name was already checked (a file just written, or read and
+    /// verified).
+    pub fn store(&self, path: &str, bytes: &[u8]) {
+        self.put(path, |tmp| std::fs::write(tmp, bytes));
+    }
+
+    /// Stores a local file (a pack just uploaded from its spool file).
+    pub fn store_file(&self, path: &str, src: &Path) {
+        self.put(path, |tmp| std::fs::copy(src, tmp).map(|_| ()));
     }
 
     /// Drops a cached file (after it failed a check).
