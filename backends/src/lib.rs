@@ -7,4 +7,4 @@ pub mod local;
 pub use local::LocalBackend;
 pub mod url;
 
-pub use url::{Location, UrlError};
+pub use url::{BackendOptions, Location, UrlError};

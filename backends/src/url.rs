@@ -1,6 +1,7 @@
 //! Repository locations: parsing a URL into a backend, with credentials redacted in every
 //! display.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -51,6 +52,49 @@ pub enum UrlError {
     /// The location is understood but its backend is not built in yet.
     #[error("{0} repositories are not supported by this build of cairn yet")]
     Unsupported(&'static str),
+    /// A `-o KEY=VALUE` option is malformed or unknown.
+    #[error("backend option {0}")]
+    Option(String),
+    /// The backend could not be set up (credentials, connection, host key...).
+    #[error("{0}")]
+    Open(String),
+}
+
+/// Backend options from `-o KEY=VALUE` (restic's general backend-option flag), e.g.
+/// `sftp.identity=/root/.ssh/id_ed25519`, `s3.region=eu-central-1`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    values: BTreeMap<String, String>,
+}
+
+impl BackendOptions {
+    /// Parses `KEY=VALUE` strings.
+    pub fn parse<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self, UrlError> {
+        let mut values = BTreeMap::new();
+        for item in items {
+            let (k, v) = item
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| UrlError::Option(format!("{item:?} is not KEY=VALUE")))?;
+            values.insert(k.trim().to_owned(), v.to_owned());
+        }
+        Ok(Self { values })
+    }
+
+    /// The value of `key`, if given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// Sets `key` (used by config-file profiles and tests).
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.values.insert(key.into(), value.into());
+    }
+
+    /// Every key, for rejecting unknown ones.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
 }
 
 impl Location {
@@ -118,7 +162,7 @@ impl Location {
     }
 
     /// Opens the backend of this location.
-    pub fn open(&self) -> Result<Arc<dyn Backend>, UrlError> {
+    pub fn open(&self, _opts: &BackendOptions) -> Result<Arc<dyn Backend>, UrlError> {
         match self {
             Self::Local(p) => Ok(Arc::new(LocalBackend::new(p.clone()))),
             Self::Sftp { .. } => Err(UrlError::Unsupported("sftp")),

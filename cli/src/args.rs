@@ -19,7 +19,8 @@ pub struct Cli {
 /// Options of every command.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Repository location (/path, local:/path; sftp:, s3: and b2: come later).
+    /// Repository location: /path, local:/path, sftp:user@host:/path, sftp://user@host:port/path,
+    /// s3:https://endpoint/bucket/prefix or b2:bucket:/prefix.
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     pub repo: Option<String>,
     /// Read the repository location from a file.
@@ -40,6 +41,9 @@ pub struct Global {
     /// Do not use a local cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Backend option KEY=VALUE (repeatable), e.g. -o sftp.identity=~/.ssh/backup_key.
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,

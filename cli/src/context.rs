@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use cairn_backends::Location;
+use cairn_backends::{BackendOptions, Location};
 use cairn_core::backend::Backend;
 use cairn_core::crypto::Password;
 use cairn_core::repository::Repository;
@@ -56,7 +56,8 @@ impl Context {
     pub fn backend(&self) -> Result<Arc<dyn Backend>> {
         let (loc, _) = self.location()?;
         let parsed = Location::parse(&loc)?;
-        Ok(parsed.open()?)
+        let opts = BackendOptions::parse(self.global.options.iter().map(String::as_str))?;
+        Ok(parsed.open(&opts)?)
     }
 
     /// The password, from (in order) CAIRN_PASSWORD, --password-file, --password-command,
