@@ -1,10 +1,20 @@
-//! cairn-backends: implementations of `cairn_core::backend::Backend`.
+//! cairn-backends: implementations of `cairn_core::backend::Backend`, and the decorators
+//! every repository is opened through.
 //!
 //! - [`LocalBackend`]: a repository in a local directory, with durable atomic writes.
+//! - Decorators, outermost first: [`RetryBackend`] (transient failures) →
+//!   [`LimitBackend`] (connections, bandwidth) → [`AccountingBackend`] (requests and
+//!   bytes by billing class) → the real backend.
+//! - [`Location`]: parses a repository URL and opens its backend.
 
+pub mod accounting;
+pub mod limit;
 pub mod local;
-
-pub use local::LocalBackend;
+pub mod retry;
 pub mod url;
 
+pub use accounting::AccountingBackend;
+pub use limit::{LimitBackend, Limits};
+pub use local::LocalBackend;
+pub use retry::{RetryBackend, RetryPolicy};
 pub use url::{BackendOptions, Location, UrlError};

@@ -236,6 +236,10 @@ impl LocalBackend {
                 let mut src = File::open(src).map_err(|e| io_err("write", path, e))?;
                 io::copy(&mut src, file).map_err(|e| io_err("write", path, e))?
             }
+            WriteBody::Reader { open, .. } => {
+                let mut src = open().map_err(|e| io_err("write", path, e))?;
+                io::copy(&mut src, file).map_err(|e| io_err("write", path, e))?
+            }
         };
         if copied != body.len() {
             let e = LocalError::LengthMismatch {

@@ -16,6 +16,7 @@ pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod config;
+pub mod cost;
 pub mod crypto;
 pub mod error;
 pub mod id;

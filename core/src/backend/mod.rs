@@ -119,8 +119,15 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
-/// The bytes of a write: small files in memory, packs spooled to a local file.
-/// Both are rewindable, so a retry can send them again.
+/// Opens a fresh reader over a body's bytes; see [`WriteBody::Reader`].
+pub type OpenBody<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + Send + 'a>> + Sync + 'a;
+
+/// The bytes of a write: small files in memory, packs spooled to a local file, or a
+/// decorated stream over either. All are rewindable, so a retry can send them again.
+///
+/// Backends read any body through [`WriteBody::open`] and [`WriteBody::len`]; they may
+/// special-case `Bytes` and `File` for speed, but must accept `Reader`, which is how the
+/// limit decorator throttles uploads without knowing the backend.
 pub enum WriteBody<'a> {
     /// In-memory bytes.
     Bytes(&'a [u8]),
@@ -131,6 +138,13 @@ pub enum WriteBody<'a> {
         /// Its length in bytes.
         len: u64,
     },
+    /// A stream of known length, opened afresh on each call (a throttled upload).
+    Reader {
+        /// Its length in bytes.
+        len: u64,
+        /// Opens the stream from the start.
+        open: &'a OpenBody<'a>,
+    },
 }
 
 impl WriteBody<'_> {
@@ -138,7 +152,7 @@ impl WriteBody<'_> {
     pub fn len(&self) -> u64 {
         match self {
             WriteBody::Bytes(b) => b.len() as u64,
-            WriteBody::File { len, .. } => *len,
+            WriteBody::File { len, .. } | WriteBody::Reader { len, .. } => *len,
         }
     }
 
@@ -148,10 +162,11 @@ impl WriteBody<'_> {
     }
 
     /// A fresh reader from the start (called again on retry).
-    pub fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+    pub fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
         Ok(match self {
             WriteBody::Bytes(b) => Box::new(*b),
             WriteBody::File { path, .. } => Box::new(std::fs::File::open(path)?),
+            WriteBody::Reader { open, .. } => open()?,
         })
     }
 }
