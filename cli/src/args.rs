@@ -44,6 +44,25 @@ pub struct Global {
     /// Backend option KEY=VALUE (repeatable), e.g. -o sftp.identity=~/.ssh/backup_key.
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
+    /// Limit uploads to this many KiB/s.
+    #[arg(long, value_name = "KIB_PER_SEC", global = true)]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s.
+    #[arg(long, value_name = "KIB_PER_SEC", global = true)]
+    pub limit_download: Option<u64>,
+    /// After the command, write Prometheus metrics to this file (atomically), for
+    /// node_exporter's textfile collector.
+    #[arg(long, env = "CAIRN_METRICS_FILE", value_name = "PATH", global = true)]
+    pub metrics_file: Option<PathBuf>,
+    /// Append one line per storage request to this file (time, class, path, bytes, outcome).
+    #[arg(long, env = "CAIRN_REQUEST_LOG", value_name = "PATH", global = true)]
+    pub request_log: Option<PathBuf>,
+    /// Configuration file with named profiles (default ~/.config/cairn/config.toml).
+    #[arg(long, env = "CAIRN_CONFIG", value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    /// Use the named profile of the configuration file.
+    #[arg(short = 'P', long, env = "CAIRN_PROFILE", global = true)]
+    pub profile: Option<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -83,6 +102,22 @@ pub enum Command {
     Key(KeyCommand),
     /// Print a decrypted repository structure (for debugging).
     Cat(CatArgs),
+    /// Copy the repository's files to another location (no password needed).
+    Mirror(MirrorArgs),
+}
+
+/// `mirror` options.
+#[derive(Args, Debug, Clone)]
+pub struct MirrorArgs {
+    /// Target location (any repository URL).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Remove files at the target that are gone from the source.
+    #[arg(long)]
+    pub delete: bool,
+    /// Only show what would be copied and removed.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 /// KDF cost options.

@@ -1,14 +1,18 @@
 //! The one value every command gets: global options resolved into a repository location,
 //! a password source and an interrupt flag. No global state.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use cairn_backends::{BackendOptions, Location};
+use cairn_backends::{
+    AccountingBackend, BackendOptions, LimitBackend, Limits, Location, RetryBackend, RetryPolicy,
+};
 use cairn_core::backend::Backend;
+use cairn_core::cost::RequestCounters;
 use cairn_core::crypto::Password;
 use cairn_core::repository::Repository;
 
@@ -20,6 +24,12 @@ pub struct Context {
     pub global: Global,
     /// Set by Ctrl-C.
     pub cancel: Arc<AtomicBool>,
+    /// Every storage request of this run, by class (for `--json` and the metrics file).
+    pub requests: Arc<RequestCounters>,
+    /// Figures the command reports to the metrics file (name → value).
+    pub figures: Mutex<BTreeMap<&'static str, f64>>,
+    /// The cost class of the repository's backend, once opened.
+    pub cost_class: Mutex<Option<&'static str>>,
 }
 
 /// The default repository: used, and created on the first backup, when none is given.
@@ -52,12 +62,97 @@ impl Context {
         Ok((d.display().to_string(), true))
     }
 
-    /// The backend of the location.
+    /// A context around parsed options.
+    pub fn new(global: Global, cancel: Arc<AtomicBool>) -> Self {
+        Self {
+            global,
+            cancel,
+            requests: Arc::default(),
+            figures: Mutex::default(),
+            cost_class: Mutex::default(),
+        }
+    }
+
+    /// Records a figure for the metrics file.
+    pub fn figure(&self, name: &'static str, value: f64) {
+        if let Ok(mut f) = self.figures.lock() {
+            f.insert(name, value);
+        }
+    }
+
+    /// The backend of the repository location.
     pub fn backend(&self) -> Result<Arc<dyn Backend>> {
         let (loc, _) = self.location()?;
-        let parsed = Location::parse(&loc)?;
-        let opts = BackendOptions::parse(self.global.options.iter().map(String::as_str))?;
-        Ok(parsed.open(&opts)?)
+        let b = self.open_location(&loc)?;
+        if let Ok(mut c) = self.cost_class.lock() {
+            *c = Some(b.properties().cost_class);
+        }
+        Ok(b)
+    }
+
+    /// Opens any location through the decorators, outermost first: retry → limit →
+    /// accounting → backend. `-o retry.attempts=N` and `-o retry.max-wait=SECONDS` tune
+    /// the retries; every other `-o` goes to the backend.
+    pub fn open_location(&self, loc: &str) -> Result<Arc<dyn Backend>> {
+        let parsed = Location::parse(loc)?;
+        let (retry, backend_opts): (Vec<&str>, Vec<&str>) = self
+            .global
+            .options
+            .iter()
+            .map(String::as_str)
+            .partition(|o| o.starts_with("retry."));
+        let opts = BackendOptions::parse(backend_opts)?;
+        let mut policy = RetryPolicy::default();
+        for (k, v) in BackendOptions::parse(retry)?.pairs() {
+            match k {
+                "retry.attempts" => {
+                    policy.attempts = v
+                        .parse::<u32>()
+                        .with_context(|| format!("-o retry.attempts={v}: not a number"))?
+                        .max(1)
+                }
+                "retry.max-wait" => {
+                    let secs: f64 = v
+                        .parse()
+                        .with_context(|| format!("-o retry.max-wait={v}: not a number"))?;
+                    policy.max = std::time::Duration::from_secs_f64(secs.max(0.0));
+                    policy.base = policy.base.min(policy.max);
+                }
+                _ => bail!("unknown option -o {k} (known: retry.attempts, retry.max-wait)"),
+            }
+        }
+        let raw = parsed
+            .open(&opts)
+            .with_context(|| format!("opening {}", cairn_backends::url::redact(loc)))?;
+        let mut counted = AccountingBackend::new(raw, self.requests.clone());
+        if let Some(p) = &self.global.request_log {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening request log {}", p.display()))?;
+            counted = counted.with_log(f);
+        }
+        let limited = LimitBackend::new(
+            counted,
+            Limits {
+                connections: None,
+                upload_kib: self.global.limit_upload.filter(|&k| k > 0),
+                download_kib: self.global.limit_download.filter(|&k| k > 0),
+            },
+        );
+        let quiet = self.global.quiet;
+        let retried =
+            RetryBackend::new(limited, policy).with_notify(Arc::new(move |e, attempt, wait| {
+                if !quiet {
+                    eprintln!(
+                        "warning: {e}; retrying in {:.1}s (attempt {} failed)",
+                        wait.as_secs_f64(),
+                        attempt
+                    );
+                }
+            }));
+        Ok(Arc::new(retried))
     }
 
     /// The password, from (in order) CAIRN_PASSWORD, --password-file, --password-command,

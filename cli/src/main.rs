@@ -6,7 +6,9 @@
 mod args;
 mod commands;
 mod context;
+mod metrics;
 mod output;
+mod profile;
 mod progress;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +52,51 @@ fn run(ctx: &Context, cmd: &Command) -> anyhow::Result<i32> {
         Command::Stats(a) => commands::stats::run(ctx, a),
         Command::Cat(a) => commands::cat::run(ctx, a),
         Command::Check(a) => commands::check::run(ctx, a),
+        Command::Mirror(a) => commands::mirror::run(ctx, a),
+    }
+}
+
+/// The command's name, as the metrics file labels it.
+fn command_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::Init(_) => "init",
+        Command::Backup(_) => "backup",
+        Command::Snapshots(_) => "snapshots",
+        Command::Restore(_) => "restore",
+        Command::Key(_) => "key",
+        Command::Ls(_) => "ls",
+        Command::Find(_) => "find",
+        Command::Diff(_) => "diff",
+        Command::Dump(_) => "dump",
+        Command::Stats(_) => "stats",
+        Command::Cat(_) => "cat",
+        Command::Check(_) => "check",
+        Command::Mirror(_) => "mirror",
+    }
+}
+
+/// Writes the metrics file, if asked; a failure there is a warning, not a failed backup.
+fn write_metrics(ctx: &Context, cmd: &Command, code: i32, started: std::time::Instant) {
+    let Some(path) = &ctx.global.metrics_file else {
+        return;
+    };
+    let repository = ctx
+        .location()
+        .map(|(l, _)| cairn_backends::url::redact(&l))
+        .unwrap_or_default();
+    let figures = ctx.figures.lock().map(|f| f.clone()).unwrap_or_default();
+    let cost_class = ctx.cost_class.lock().ok().and_then(|c| *c);
+    let run = metrics::Run {
+        command: command_name(cmd),
+        repository: &repository,
+        exit_code: code,
+        duration_s: started.elapsed().as_secs_f64(),
+        figures: &figures,
+        requests: ctx.requests.snapshot(),
+        cost_class,
+    };
+    if let Err(e) = metrics::write(path, &run) {
+        eprintln!("warning: {e:#}");
     }
 }
 
@@ -67,7 +114,12 @@ fn configure_threads() {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let started = std::time::Instant::now();
+    let mut cli = Cli::parse();
+    if let Err(e) = profile::apply(&mut cli) {
+        eprintln!("cairn: {e:#}");
+        std::process::exit(1);
+    }
     configure_threads();
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -79,10 +131,7 @@ fn main() {
             }
         });
     }
-    let ctx = Context {
-        global: cli.global.clone(),
-        cancel: cancel.clone(),
-    };
+    let ctx = Context::new(cli.global.clone(), cancel.clone());
     let code = match run(&ctx, &cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -101,5 +150,6 @@ fn main() {
             code
         }
     };
+    write_metrics(&ctx, &cli.command, code, started);
     std::process::exit(code);
 }

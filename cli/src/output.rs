@@ -3,8 +3,20 @@
 use crate::context::Context;
 
 /// Prints `json` with `--json`, otherwise the human text (unless `--quiet`).
+///
+/// A summary document (`"message_type": "summary"`) also gets the run's storage
+/// requests by class and their estimated cost, so a script can see what a run cost.
 pub fn result(ctx: &Context, json: &serde_json::Value, human: impl FnOnce() -> String) {
     if ctx.global.json {
+        let mut json = json.clone();
+        if json["message_type"] == "summary" {
+            let counts = ctx.requests.snapshot();
+            json["requests"] = serde_json::to_value(counts).unwrap_or_default();
+            if let Some(class) = ctx.cost_class.lock().ok().and_then(|c| *c) {
+                let cost = cairn_core::cost::PriceTable::for_class(class).cost(&counts);
+                json["estimated_cost_usd"] = cost.into();
+            }
+        }
         println!("{json}");
     } else if !ctx.global.quiet {
         println!("{}", human());

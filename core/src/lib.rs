@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod mirror;
 pub mod pack;
 pub mod snapshot;
 pub mod source;

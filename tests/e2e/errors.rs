@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::servers::Remote;
 use crate::support::{
     assert_same, bytes, files_under, host_files, packs, s, Cairn, Fixture, TreeSpec,
 };
@@ -19,9 +20,10 @@ fn edit_key(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
 }
 
-#[test]
-fn wrong_password_exit_12() {
-    let f = Fixture::new();
+fn wrong_password_exit_12(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let out = f
         .cairn
         .with_password("not the password")
@@ -30,9 +32,10 @@ fn wrong_password_exit_12() {
     assert!(out.stderr.contains("wrong password"), "{out:#?}");
 }
 
-#[test]
-fn corrupted_key_file_is_not_a_wrong_password() {
-    let f = Fixture::new();
+fn corrupted_key_file_is_not_a_wrong_password(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let key = key_file(&f);
     edit_key(&key, |v| {
         let ct = v["ct"].as_str().unwrap().to_owned();
@@ -150,9 +153,10 @@ fn unreachable_entry_gives_incomplete_snapshot() {
     assert_eq!(std::fs::read(o.join("ok")).unwrap(), bytes(1, 100));
 }
 
-#[test]
-fn corrupted_pack_damages_only_its_files() {
-    let f = Fixture::new();
+fn corrupted_pack_damages_only_its_files(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let a = f.path("a");
     let b = f.path("b");
     let mut sa = TreeSpec::new();
@@ -221,9 +225,10 @@ fn corrupted_pack_damages_only_its_files() {
     }
 }
 
-#[test]
-fn deleted_index_file_is_recovered() {
-    let f = Fixture::new();
+fn deleted_index_file_is_recovered(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = f.path("src");
     TreeSpec::new()
         .file("a", 600_000, 1)
@@ -246,9 +251,10 @@ fn deleted_index_file_is_recovered() {
     assert_same(&src, &Fixture::restored(&t, &src), true);
 }
 
-#[test]
-fn missing_or_damaged_snapshot_file_does_not_hide_others() {
-    let f = Fixture::new();
+fn missing_or_damaged_snapshot_file_does_not_hide_others(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = f.path("src");
     TreeSpec::new().file("a", 100, 1).build(&src);
     let mut ids = Vec::new();
@@ -333,3 +339,11 @@ fn restore_onto_full_disk_fails_cleanly() {
     );
     f.cairn.ok(&["check", "--read-data"]);
 }
+
+crate::on_file_backends!(
+    wrong_password_exit_12,
+    corrupted_key_file_is_not_a_wrong_password,
+    corrupted_pack_damages_only_its_files,
+    deleted_index_file_is_recovered,
+    missing_or_damaged_snapshot_file_does_not_hide_others,
+);

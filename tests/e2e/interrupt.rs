@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::servers::Remote;
 use crate::support::{assert_same, bytes, files_under, packs, s, Fixture};
 
 const FILES: u64 = 25;
@@ -74,9 +75,10 @@ fn temp_files(repo: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-#[test]
-fn sigkill_mid_backup_then_resume() {
-    let f = Fixture::new();
+fn sigkill_mid_backup_then_resume(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = make_source(&f, 1000);
     let mut child = start_backup_until_first_pack(&f, &src);
     child.kill().unwrap();
@@ -104,9 +106,10 @@ fn sigkill_mid_backup_then_resume() {
     assert_same(&src, &Fixture::restored(&t, &src), true);
 }
 
-#[test]
-fn sigint_mid_backup_exits_130_cleanly() {
-    let f = Fixture::new();
+fn sigint_mid_backup_exits_130_cleanly(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = make_source(&f, 2000);
     let child = start_backup_until_first_pack(&f, &src);
     nix::sys::signal::kill(
@@ -126,3 +129,8 @@ fn sigint_mid_backup_exits_130_cleanly() {
     f.cairn.json(&["restore", "latest", "-t", s(&t)]);
     assert_same(&src, &Fixture::restored(&t, &src), true);
 }
+
+crate::on_file_backends!(
+    sigkill_mid_backup_then_resume,
+    sigint_mid_backup_exits_130_cleanly,
+);

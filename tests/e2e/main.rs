@@ -6,5 +6,7 @@
 
 mod errors;
 mod interrupt;
+mod ops;
 mod roundtrip;
+mod servers;
 mod support;

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::servers::Remote;
 use crate::support::{
     assert_same, assert_sparse, bytes, count_files, full_tree, s, Cairn, Fixture, TreeSpec,
     CHEAP_KDF,
@@ -14,9 +15,10 @@ fn restore(f: &Fixture, spec: &str, target: &Path, extra: &[&str]) -> serde_json
     f.cairn.json(&a)
 }
 
-#[test]
-fn full_tree_roundtrip_and_incremental() {
-    let f = Fixture::new();
+fn full_tree_roundtrip_and_incremental(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = f.path("src");
     let mut spec = full_tree(&src);
     spec.build(&src);
@@ -83,9 +85,10 @@ fn small_tree(f: &Fixture) -> std::path::PathBuf {
     src
 }
 
-#[test]
-fn restore_include_exclude() {
-    let f = Fixture::new();
+fn restore_include_exclude(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = small_tree(&f);
     f.cairn.json(&["backup", s(&src)]);
 
@@ -120,9 +123,10 @@ fn restore_include_exclude() {
     assert!(!o.join("other").exists(), "--exclude other restored other/");
 }
 
-#[test]
-fn restore_overwrite_policies() {
-    let f = Fixture::new();
+fn restore_overwrite_policies(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = small_tree(&f);
     f.cairn.json(&["backup", s(&src)]);
     let t = f.path("t");
@@ -170,9 +174,10 @@ fn restore_overwrite_policies() {
     assert_same(&src, &o, true);
 }
 
-#[test]
-fn restore_delete_dry_run_verify() {
-    let f = Fixture::new();
+fn restore_delete_dry_run_verify(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = small_tree(&f);
     f.cairn.json(&["backup", s(&src)]);
 
@@ -208,9 +213,10 @@ fn restore_delete_dry_run_verify() {
     assert_same(&src, &o, true);
 }
 
-#[test]
-fn backup_excludes() {
-    let f = Fixture::new();
+fn backup_excludes(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = f.path("src");
     TreeSpec::new()
         .file("keep.txt", 10, 1)
@@ -290,9 +296,10 @@ fn backup_excludes() {
     assert!(o.join("cache").is_dir() && o.join("marked").is_dir());
 }
 
-#[test]
-fn host_and_tags_filter_snapshots() {
-    let f = Fixture::new();
+fn host_and_tags_filter_snapshots(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = small_tree(&f);
     f.cairn
         .json(&["backup", s(&src), "--host", "alpha", "--tag", "x,y"]);
@@ -328,9 +335,10 @@ fn host_and_tags_filter_snapshots() {
     assert_eq!(beta[0]["hostname"], "beta", "{beta}");
 }
 
-#[test]
-fn stdin_backup_restores_same_bytes() {
-    let f = Fixture::new();
+fn stdin_backup_restores_same_bytes(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let mut data = b"-- dump\nCREATE TABLE t (x int);\n".to_vec();
     data.extend(bytes(77, 3 << 20));
     let mut args = vec!["--json", "backup", "--stdin", "--stdin-filename", "db.sql"];
@@ -346,9 +354,10 @@ fn stdin_backup_restores_same_bytes() {
     assert_ne!(f.cairn.run(&args).code, 0);
 }
 
-#[test]
-fn snapshot_id_prefix() {
-    let f = Fixture::new();
+fn snapshot_id_prefix(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = small_tree(&f);
     let first = f.cairn.json(&["backup", s(&src)]);
     std::fs::write(src.join("a.txt"), b"second version").unwrap();
@@ -377,9 +386,10 @@ fn snapshot_id_prefix() {
     assert_ne!(bad.code, 0);
 }
 
-#[test]
-fn key_add_list_remove_passwd() {
-    let f = Fixture::new();
+fn key_add_list_remove_passwd(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
     let src = small_tree(&f);
     f.cairn.json(&["backup", s(&src)]);
     let pwfile = f.path("pw2");
@@ -475,3 +485,15 @@ fn default_repository_under_xdg_data_home() {
         "used $HOME although XDG_DATA_HOME is set"
     );
 }
+
+crate::on_all_backends!(
+    full_tree_roundtrip_and_incremental,
+    restore_include_exclude,
+    restore_overwrite_policies,
+    restore_delete_dry_run_verify,
+    backup_excludes,
+    host_and_tags_filter_snapshots,
+    stdin_backup_restores_same_bytes,
+    snapshot_id_prefix,
+    key_add_list_remove_passwd,
+);

@@ -80,6 +80,8 @@ pub struct Cairn {
     pub password: String,
     /// Extra environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Global options placed before the command (`-o sftp.identity=...`).
+    pub opts: Vec<OsString>,
 }
 
 impl Cairn {
@@ -89,6 +91,7 @@ impl Cairn {
             repo: Some(repo.into()),
             password: PASSWORD.into(),
             env: Vec::new(),
+            opts: Vec::new(),
         }
     }
 
@@ -114,6 +117,7 @@ impl Cairn {
         if let Some(r) = &self.repo {
             cmd.arg("-r").arg(r);
         }
+        cmd.args(&self.opts);
         cmd.args(args);
         cmd
     }
@@ -178,6 +182,8 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     /// The runner.
     pub cairn: Cairn,
+    /// Where the repository's files are on this machine (`None` for S3).
+    pub local_repo: Option<PathBuf>,
 }
 
 impl Fixture {
@@ -186,7 +192,12 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let cairn = Cairn::new(dir.path().join("repo"));
         cairn.init();
-        Self { dir, cairn }
+        let local_repo = Some(dir.path().join("repo"));
+        Self {
+            dir,
+            cairn,
+            local_repo,
+        }
     }
 
     /// A path in the fixture directory.
@@ -194,9 +205,11 @@ impl Fixture {
         self.dir.path().join(rel)
     }
 
-    /// The repository directory.
+    /// The repository's directory on this machine (local, or the SFTP server's chroot).
     pub fn repo(&self) -> PathBuf {
-        self.path("repo")
+        self.local_repo
+            .clone()
+            .expect("this test needs the repository's files on this machine")
     }
 
     /// Where `src` lands inside a full restore into `target`.

@@ -165,6 +165,25 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
         "total_duration": s.duration_ms as f64 / 1000.0,
         "errors": s.errors.iter().map(|(p, m)| serde_json::json!({"path": p, "message": m})).collect::<Vec<_>>(),
     });
+    for (name, v) in [
+        ("backup_files_new", s.files_new),
+        ("backup_files_changed", s.files_changed),
+        ("backup_files_unmodified", s.files_unchanged),
+        ("backup_files_processed", s.total_files),
+        ("backup_bytes_processed", s.total_bytes),
+        ("backup_bytes_read", s.bytes_read),
+        ("backup_bytes_added", s.bytes_added),
+        ("backup_errors", s.errors.len() as u64),
+    ] {
+        ctx.figure(name, v as f64);
+    }
+    // A listing, not a read of every snapshot: one request on any backend.
+    if let Ok(n) = repo
+        .list_names(cairn_core::backend::layout::HostDir::Snapshots)
+        .map(|v| v.len())
+    {
+        ctx.figure("snapshots", n as f64);
+    }
     output::result(ctx, &json, || {
         let mut t = format!(
             "Files:       {} new, {} changed, {} unmodified\nDirs:        {} new, {} changed, {} unmodified\nAdded:       {} in {} blobs ({} read)\nProcessed:   {} files, {} in {:.1}s\n",

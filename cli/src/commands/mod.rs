@@ -9,6 +9,7 @@ pub mod find;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod mirror;
 pub mod restore;
 pub mod select;
 pub mod snapshots;

@@ -1,0 +1,220 @@
+//! Operating a repository: mirroring, the metrics file, configuration profiles and the
+//! bandwidth limit, each through the real binary.
+
+use std::path::Path;
+
+use crate::servers::{runner, Remote};
+use crate::support::{assert_same, bytes, packs, s, Cairn, Fixture, TreeSpec};
+
+fn source_tree(root: &Path) {
+    TreeSpec::new()
+        .file("big.bin", 3 << 20, 11)
+        .file("docs/a.txt", 1000, 12)
+        .file("docs/b.txt", 70_000, 13)
+        .text("etc/fstab", "/dev/sda1 / ext4 defaults 0 1\n")
+        .build(root);
+}
+
+/// Mirror to a local directory (the offsite disk), then the mirror checks clean, restores
+/// the same tree, and a second mirror copies nothing.
+fn mirror_to_local_disk(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
+    let src = f.path("src");
+    source_tree(&src);
+    f.cairn.ok(&["backup", s(&src)]);
+    let disk = f.path("external-disk/cairn");
+    let first = f.cairn.json(&["mirror", "--to", s(&disk)]);
+    assert!(first["copied"].as_u64().unwrap() > 5, "{first}");
+    assert_eq!(first["mismatched"].as_array().map(Vec::len), Some(0));
+
+    let mirror = Cairn::new(&disk);
+    mirror.ok(&["check", "--read-data"]);
+    let target = f.path("restored");
+    mirror.ok(&["restore", "latest", "--target", s(&target)]);
+    assert_same(&src, &Fixture::restored(&target, &src), false);
+
+    let second = f.cairn.json(&["mirror", "--to", s(&disk)]);
+    assert_eq!(second["copied"], 0, "{second}");
+    assert_eq!(second["present"], first["copied"], "{second}");
+
+    // A snapshot forgotten at the source goes from the mirror only with --delete.
+    std::fs::write(src.join("new.txt"), b"more").unwrap();
+    f.cairn.ok(&["backup", s(&src)]);
+    let third = f.cairn.json(&["mirror", "--to", s(&disk), "--delete"]);
+    assert!(third["copied"].as_u64().unwrap() >= 2, "{third}");
+    assert_eq!(third["deleted"], 0, "{third}");
+    assert_eq!(
+        mirror.json(&["snapshots"]).as_array().map(Vec::len),
+        Some(2)
+    );
+}
+
+/// A source pack whose bytes no longer match its name is reported, not copied, and the
+/// exit code says the mirror is incomplete.
+fn mirror_skips_damaged_source_file(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
+    let src = f.path("src");
+    source_tree(&src);
+    f.cairn.ok(&["backup", s(&src)]);
+    let victim = packs(&f.repo()).into_iter().next().expect("a pack");
+    let mut data = std::fs::read(&victim).unwrap();
+    data[100] ^= 0x40;
+    std::fs::write(&victim, data).unwrap();
+    let disk = f.path("disk");
+    let out = f.cairn.run(&["mirror", "--to", s(&disk)]);
+    assert_eq!(out.code, 3, "{out:#?}");
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(
+        out.stderr.contains(name),
+        "names the damaged file: {out:#?}"
+    );
+    assert!(
+        !packs(&disk)
+            .iter()
+            .any(|p| p.file_name() == victim.file_name()),
+        "the damaged pack was copied"
+    );
+}
+
+/// A local repository mirrored to the S3 server, then used from there.
+#[test]
+fn mirror_local_to_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((s3, _)) = runner(Remote::S3, dir.path()) else {
+        return;
+    };
+    let f = Fixture::on(Remote::Local).expect("local");
+    let src = f.path("src");
+    source_tree(&src);
+    f.cairn.ok(&["backup", s(&src)]);
+    let url = s3.repo.clone().unwrap();
+    let mut local = f.cairn.clone();
+    local.env = s3.env.clone();
+    let out = local.json(&["mirror", "--to", url.to_str().unwrap()]);
+    assert!(out["copied"].as_u64().unwrap() > 5, "{out}");
+    s3.ok(&["check", "--read-data"]);
+    let target = f.path("restored");
+    s3.ok(&["restore", "latest", "--target", s(&target)]);
+    assert_same(&src, &Fixture::restored(&target, &src), false);
+}
+
+fn metric(text: &str, name: &str, command: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{command=\"{command}\"")))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// The metrics file says what the last run did, and a failed run keeps the time of the
+/// last success.
+#[test]
+fn metrics_file_tracks_runs() {
+    let f = Fixture::on(Remote::Local).expect("local");
+    let src = f.path("src");
+    source_tree(&src);
+    let prom = f.path("textfile/cairn.prom");
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    f.cairn.ok(&["backup", s(&src), "--metrics-file", s(&prom)]);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        metric(&text, "cairn_last_run_success", "backup"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "cairn_backup_bytes_added", "backup").unwrap() > 3e6,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "cairn_snapshots", "backup"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(text.contains("cairn_requests{command=\"backup\""), "{text}");
+    let ok_at = metric(&text, "cairn_last_success_timestamp_seconds", "backup").unwrap();
+
+    let out = f
+        .cairn
+        .with_password("wrong")
+        .run(&["backup", s(&src), "--metrics-file", s(&prom)]);
+    assert_eq!(out.code, 12, "{out:#?}");
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        metric(&text, "cairn_last_run_success", "backup"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "cairn_last_run_exit_code", "backup"),
+        Some(12.0)
+    );
+    assert_eq!(
+        metric(&text, "cairn_last_success_timestamp_seconds", "backup"),
+        Some(ok_at),
+        "a failed run must not move the last success: {text}"
+    );
+    f.cairn.ok(&["check", "--metrics-file", s(&prom)]);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        metric(&text, "cairn_last_run_success", "check"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "cairn_last_run_exit_code", "backup"),
+        Some(12.0)
+    );
+}
+
+/// `-P NAME` takes the repository, excludes, paths and tags from the configuration file.
+#[test]
+fn profile_supplies_repository_and_backup_options() {
+    let f = Fixture::on(Remote::Local).expect("local");
+    let src = f.path("src");
+    source_tree(&src);
+    std::fs::create_dir_all(src.join(".cache")).unwrap();
+    std::fs::write(src.join(".cache/junk"), bytes(1, 100)).unwrap();
+    let cfg = f.path("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[profiles.home]\nrepository = {:?}\nlimit-upload = 100000\n\n[profiles.home.backup]\npaths = [{:?}]\nexclude = [\".cache\"]\ntag = [\"daily\"]\n",
+            s(&f.repo()),
+            s(&src)
+        ),
+    )
+    .unwrap();
+    let mut c = f.cairn.clone();
+    c.repo = None;
+    c.env.push(("CAIRN_CONFIG".into(), cfg.into()));
+    c.env.push(("HOME".into(), f.path("home").into()));
+    c.ok(&["-P", "home", "backup"]);
+    let snaps = c.json(&["-P", "home", "snapshots"]);
+    assert_eq!(snaps[0]["tags"][0], "daily", "{snaps}");
+    let ls = c.ok(&["-P", "home", "ls", "latest"]).stdout;
+    assert!(ls.contains("fstab"), "{ls}");
+    assert!(!ls.contains("junk"), "excluded file backed up: {ls}");
+}
+
+/// `--limit-upload` paces uploads and the summary counts the bytes sent.
+fn limited_backup_reports_requests(remote: Remote) {
+    let Some(f) = Fixture::on(remote) else {
+        return;
+    };
+    let src = f.path("src");
+    source_tree(&src);
+    let out = f
+        .cairn
+        .json(&["backup", s(&src), "--limit-upload", "50000"]);
+    let up = out["requests"]["bytes_up"].as_u64().unwrap();
+    assert!(up >= 3 << 20, "{out}");
+    assert!(out["requests"]["put"].as_u64().unwrap() >= 3, "{out}");
+}
+
+crate::on_all_backends!(mirror_to_local_disk, limited_backup_reports_requests);
+crate::on_backend!(Local => local_files; mirror_skips_damaged_source_file);
+crate::on_backend!(Sftp => sftp_files; mirror_skips_damaged_source_file);
