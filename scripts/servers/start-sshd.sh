@@ -9,7 +9,8 @@
 #   SFTP_PORT  (default 2222)
 #   SFTP_USER  (default backup; Debian ships this system user already)
 #
-# Writes $SFTP_BASE/env with the CAIRN_TEST_SFTP_* exports the tests read:
+# Writes $SFTP_BASE/env with the CAIRN_TEST_SFTP_* exports the tests read (PIDFILE lets the
+# dropped-connection test find the listener's session children by pid):
 #   . /srv/sftptest/env && cargo test -p cairn-backends --test sftp
 set -euo pipefail
 
@@ -94,6 +95,6 @@ ssh-keyscan -p "$PORT" -t ed25519 127.0.0.1 2>/dev/null | sed "s/^127.0.0.1/[127
 [ -s "$BASE/known_hosts" ] || { echo "start-sshd.sh: ssh-keyscan returned no key" >&2; exit 1; }
 
 cat > "$BASE/env" <<ENV
-export CAIRN_TEST_SFTP_URL=sftp://$SFTP_USER@127.0.0.1:$PORT/repo CAIRN_TEST_SFTP_IDENTITY=$BASE/client_ed25519 CAIRN_TEST_SFTP_KNOWN_HOSTS=$BASE/known_hosts CAIRN_TEST_SFTP_ROOT=$BASE/chroot/repo
+export CAIRN_TEST_SFTP_URL=sftp://$SFTP_USER@127.0.0.1:$PORT/repo CAIRN_TEST_SFTP_IDENTITY=$BASE/client_ed25519 CAIRN_TEST_SFTP_KNOWN_HOSTS=$BASE/known_hosts CAIRN_TEST_SFTP_ROOT=$BASE/chroot/repo CAIRN_TEST_SFTP_PIDFILE=$BASE/sshd.pid
 ENV
 echo "sshd pid $(cat "$BASE/sshd.pid") on 127.0.0.1:$PORT; . $BASE/env for the test variables"
