@@ -479,3 +479,110 @@ fn reconnects_after_the_connection_drops() {
         .expect("write after reconnect");
     assert_eq!(b.read("b", None).expect("read b"), b"after");
 }
+
+#[test]
+fn failed_writes_leave_no_temporary_file() {
+    let Some(e) = env() else { return };
+    let _g = shared();
+    let sub = unique("fail");
+    let b = open_sub(&e, &sub);
+    b.create().expect("create");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("spool");
+    std::fs::write(&spool, vec![7u8; 5000]).expect("spool");
+    // The body claims more bytes than the spool file has.
+    let body = WriteBody::File {
+        path: spool,
+        len: 9000,
+    };
+    let r = b.write("packs/aa/short", &body);
+    assert!(r.is_err(), "a short body must fail");
+    let left = entries(&e.root.join(&sub));
+    assert!(
+        left.iter()
+            .all(|p| !p.contains(".tmp-") && !p.ends_with("short")),
+        "neither the temporary nor the final file remains: {left:?}"
+    );
+
+    // A directory the user may not write to.
+    std::fs::create_dir(e.root.join(&sub).join("locked")).expect("mkdir");
+    let r = b.write("locked/f", &WriteBody::Bytes(b"x"));
+    // The test runs as root, but the server writes as `backup`: root-owned 0755 is closed.
+    assert!(
+        matches!(&r, Err(err) if err.kind == BackendErrorKind::PermissionDenied),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn fsync_is_used_when_the_server_offers_it() {
+    let Some(e) = env() else { return };
+    let _g = shared();
+    let loc = Location::parse(&format!("{}/{}", e.url, unique("fsync"))).expect("parse");
+    let Location::Sftp {
+        user,
+        host,
+        port,
+        path,
+    } = loc
+    else {
+        panic!("not an sftp url")
+    };
+    let b = cairn_backends::SftpBackend::open(user.as_deref(), &host, port, &path, &opts(&e, &[]))
+        .expect("open");
+    b.create().expect("create");
+    b.write("f", &WriteBody::Bytes(b"durable")).expect("write");
+    assert!(b.fsync_supported(), "OpenSSH offers fsync@openssh.com");
+}
+
+/// Unmounts the small filesystem of `full_disk_is_no_space` even when the test fails.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn full_disk_is_no_space() {
+    let Some(e) = env() else { return };
+    let _g = shared();
+    let sub = unique("full");
+    let dir = e.root.join(&sub);
+    std::fs::create_dir(&dir).expect("mkdir");
+    // A 256 KiB tmpfs owned by the SFTP user (uid/gid of the repo directory).
+    let meta = std::fs::metadata(&e.root).expect("stat root");
+    let o = format!(
+        "size=256k,mode=0755,uid={},gid={}",
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        std::os::unix::fs::MetadataExt::gid(&meta)
+    );
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &o, "tmpfs"])
+        .arg(&dir)
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !matches!(st, Ok(s) if s.success()) {
+        let _ = std::fs::remove_dir(&dir);
+        eprintln!("!!! SKIPPING full_disk_is_no_space: cannot mount a tmpfs (not root?) !!!");
+        return;
+    }
+    let _m = Mounted(dir.clone());
+    let b = open_sub(&e, &sub);
+    b.create().expect("create");
+    let big = vec![1u8; 1 << 20];
+    let r = b.write("packs/aa/big", &WriteBody::Bytes(&big));
+    assert!(
+        matches!(&r, Err(err) if err.kind == BackendErrorKind::NoSpace),
+        "{r:?}"
+    );
+    let left = entries(&dir);
+    assert!(
+        left.iter().all(|p| !p.contains(".tmp-")),
+        "the partial temporary file is removed: {left:?}"
+    );
+    b.write("small", &WriteBody::Bytes(b"fits"))
+        .expect("space is back");
+}

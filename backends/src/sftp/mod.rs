@@ -511,6 +511,12 @@ impl SftpBackend {
         ))
     }
 
+    /// Whether the server has confirmed every fsync so far (false once it said it cannot).
+    #[doc(hidden)]
+    pub fn fsync_supported(&self) -> bool {
+        !self.no_fsync.load(Ordering::Relaxed)
+    }
+
     fn write_on(&self, sftp: &Sftp, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
         let full = self.full("write", path)?;
         let rel_dir = path.rsplit_once('/').map(|(d, _)| d);
@@ -708,8 +714,12 @@ impl Backend for SftpBackend {
             let r = check_range("read_stream", path, size, range)?;
             file.seek(SeekFrom::Start(r.start))
                 .map_err(|e| io_other("read_stream", path, e))?;
+            let len = r.end - r.start;
+            // The limit sits below the buffer, so no request ever asks for bytes past the
+            // range, and a small range gets a small buffer.
+            let cap = usize::try_from(len).map_or(CHUNK, |l| l.clamp(1, CHUNK));
             let mut reader = Tracked {
-                inner: BufReader::with_capacity(CHUNK, file).take(r.end - r.start),
+                inner: BufReader::with_capacity(cap, file.take(len)),
                 failed: None,
             };
             match consumer(&mut reader) {

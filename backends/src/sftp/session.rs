@@ -99,8 +99,6 @@ pub(crate) fn connect(cfg: &ConnectConfig) -> Result<Conn, ConnectError> {
     hostkey::verify(&sess, &cfg.host, cfg.port, &cfg.known_hosts)
         .map_err(|e| ConnectError::HostKey(Box::new(e)))?;
     authenticate(&sess, cfg)?;
-    // Idle pooled sessions stay alive through NAT and firewall timeouts.
-    sess.set_keepalive(false, 60);
     let sftp = sess
         .sftp()
         .map_err(|source| ConnectError::Subsystem { addr, source })?;
@@ -139,16 +137,20 @@ fn authenticate(sess: &Session, cfg: &ConnectConfig) -> Result<(), ConnectError>
         if try_agent(sess, &cfg.user, &mut tried) {
             return Ok(());
         }
+        let mut any_default = false;
         if let Some(home) = &cfg.home {
             for name in ["id_ed25519", "id_rsa"] {
                 let key = home.join(".ssh").join(name);
-                if key.exists() && try_key_file(sess, &cfg.user, &key, &mut tried) {
-                    return Ok(());
+                if key.exists() {
+                    any_default = true;
+                    if try_key_file(sess, &cfg.user, &key, &mut tried) {
+                        return Ok(());
+                    }
                 }
             }
         }
-        if tried.len() <= 1 {
-            tried.push("no key in ~/.ssh/id_ed25519 or ~/.ssh/id_rsa".into());
+        if !any_default {
+            tried.push("~/.ssh/id_ed25519 and ~/.ssh/id_rsa (neither exists)".into());
         }
     }
     Err(ConnectError::Auth {
