@@ -2,6 +2,7 @@
 //! every repository is opened through.
 //!
 //! - [`LocalBackend`]: a repository in a local directory, with durable atomic writes.
+//! - [`SftpBackend`]: a repository on an SFTP server, written through temp files and rename.
 //! - Decorators, outermost first: [`RetryBackend`] (transient failures) →
 //!   [`LimitBackend`] (connections, bandwidth) → [`AccountingBackend`] (requests and
 //!   bytes by billing class) → the real backend.
@@ -11,10 +12,12 @@ pub mod accounting;
 pub mod limit;
 pub mod local;
 pub mod retry;
+pub mod sftp;
 pub mod url;
 
 pub use accounting::AccountingBackend;
 pub use limit::{LimitBackend, Limits};
 pub use local::LocalBackend;
 pub use retry::{RetryBackend, RetryPolicy};
+pub use sftp::SftpBackend;
 pub use url::{BackendOptions, Location, UrlError};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cairn_core::backend::Backend;
 
 use crate::local::LocalBackend;
+use crate::sftp::SftpBackend;
 
 /// A parsed repository location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,10 +168,21 @@ impl Location {
     }
 
     /// Opens the backend of this location.
-    pub fn open(&self, _opts: &BackendOptions) -> Result<Arc<dyn Backend>, UrlError> {
+    pub fn open(&self, opts: &BackendOptions) -> Result<Arc<dyn Backend>, UrlError> {
         match self {
             Self::Local(p) => Ok(Arc::new(LocalBackend::new(p.clone()))),
-            Self::Sftp { .. } => Err(UrlError::Unsupported("sftp")),
+            Self::Sftp {
+                user,
+                host,
+                port,
+                path,
+            } => Ok(Arc::new(SftpBackend::open(
+                user.as_deref(),
+                host,
+                *port,
+                path,
+                opts,
+            )?)),
             Self::S3 { .. } => Err(UrlError::Unsupported("s3")),
             Self::B2 { .. } => Err(UrlError::Unsupported("b2")),
         }
