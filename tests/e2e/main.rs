@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod errors;
+mod faults;
 mod interrupt;
 mod ops;
+mod proxy;
 mod roundtrip;
 mod servers;
 mod support;

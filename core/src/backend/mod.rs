@@ -55,7 +55,11 @@ pub enum BackendErrorKind {
 }
 
 /// A failed backend operation, with what it was doing and on which path.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Display` already carries the cause (deduplicated: backend messages often embed
+/// their own cause's text), so it reports no `source()`; otherwise `{:#}` at the CLI
+/// would print the same cause two or three times.
+#[derive(Debug)]
 pub struct BackendError {
     /// What went wrong, for decisions.
     pub kind: BackendErrorKind,
@@ -64,9 +68,10 @@ pub struct BackendError {
     /// The repository-relative path.
     pub path: String,
     /// The cause.
-    #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
+
+impl std::error::Error for BackendError {}
 
 impl BackendError {
     /// A new error.
@@ -104,7 +109,17 @@ impl fmt::Display for BackendError {
         };
         write!(f, "{} {}: {what}", self.op, self.path)?;
         if let Some(src) = &self.source {
-            write!(f, " ({src})")?;
+            let mut text = src.to_string();
+            let mut next = src.source();
+            while let Some(cause) = next {
+                let t = cause.to_string();
+                if !text.contains(&t) {
+                    text.push_str(": ");
+                    text.push_str(&t);
+                }
+                next = cause.source();
+            }
+            write!(f, " ({text})")?;
         }
         Ok(())
     }
