@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cairn_core::backend::Backend;
 
 use crate::local::LocalBackend;
+use crate::s3::S3Backend;
 
 /// A parsed repository location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,12 +163,16 @@ impl Location {
     }
 
     /// Opens the backend of this location.
-    pub fn open(&self, _opts: &BackendOptions) -> Result<Arc<dyn Backend>, UrlError> {
+    pub fn open(&self, opts: &BackendOptions) -> Result<Arc<dyn Backend>, UrlError> {
         match self {
             Self::Local(p) => Ok(Arc::new(LocalBackend::new(p.clone()))),
             Self::Sftp { .. } => Err(UrlError::Unsupported("sftp")),
-            Self::S3 { .. } => Err(UrlError::Unsupported("s3")),
-            Self::B2 { .. } => Err(UrlError::Unsupported("b2")),
+            Self::S3 {
+                endpoint,
+                bucket,
+                prefix,
+            } => S3Backend::open_s3(endpoint, bucket, prefix, opts),
+            Self::B2 { bucket, prefix } => S3Backend::open_b2(bucket, prefix, opts),
         }
     }
 }
