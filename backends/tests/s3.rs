@@ -93,6 +93,7 @@ fn assert_err<T: std::fmt::Debug>(
         Ok(v) => panic!("{what}: expected {kind:?}, got Ok({v:?})"),
         Err(e) => {
             let text = e.to_string();
+            eprintln!("{what}: {text}");
             assert_eq!(e.kind, kind, "{what}: wrong kind: {text}");
             for w in words {
                 assert!(text.contains(w), "{what}: {text:?} should mention {w:?}");
@@ -356,4 +357,64 @@ fn location_and_properties() {
     assert_eq!(p.max_connections, 8);
     assert_eq!(p.cost_class, "s3");
     assert!(p.atomic_overwrite && p.can_delete && !p.is_local);
+}
+
+/// A one-request HTTP server on 127.0.0.1: records the request head and answers `reply`.
+fn one_shot_server(reply: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", l.local_addr().expect("addr"));
+    let h = std::thread::spawn(move || {
+        let (mut sock, _) = l.accept().expect("accept");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if sock.read(&mut byte).expect("read head") == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        sock.read_exact(&mut body).expect("read body");
+        sock.write_all(reply.as_bytes()).expect("reply");
+        head
+    });
+    (endpoint, h)
+}
+
+#[test]
+fn writes_carry_content_md5_and_bad_digest_is_transient() {
+    // No S3 server needed. MD5("abc") = 900150983cd24fb0d6963f7d28e17f72.
+    let (endpoint, h) = one_shot_server(concat!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\n",
+        "Content-Length: 71\r\nConnection: close\r\n\r\n",
+        "<Error><Code>BadDigest</Code><Message>digest mismatch</Message></Error>",
+    ));
+    let b = open(S3Config::new(
+        endpoint,
+        "bkt",
+        "repo",
+        S3Credentials::new("k", "s"),
+    ));
+    let r = b.write("config", &WriteBody::Bytes(b"abc"));
+    let head = h.join().expect("server thread");
+    assert!(
+        head.starts_with("put /bkt/repo/config"),
+        "path-style PUT below the prefix: {head}"
+    );
+    assert!(
+        head.contains("content-md5: kafqmdzst7dwlj99kof/cg=="),
+        "Content-MD5 of the body is sent: {head}"
+    );
+    assert_err(
+        r,
+        BackendErrorKind::Transient,
+        &["Content-MD5 mismatch"],
+        "write answered BadDigest",
+    );
 }

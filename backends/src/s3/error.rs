@@ -181,13 +181,25 @@ pub(crate) fn classify(f: &Failure, scope: &Scope<'_>) -> (BackendErrorKind, Str
             )
         }
         "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => {
+            // The usual text is just "Access Denied."; keep only text that says more.
+            let generic = f.message.as_deref().is_none_or(|m| {
+                m.trim().trim_end_matches('.').eq_ignore_ascii_case("access denied")
+            });
+            let server = if generic { "" } else { server.as_str() };
             return (
                 K::PermissionDenied,
                 format!(
                     "access denied to {service} bucket {bucket} prefix {shown_prefix}: \
                      the key may be restricted to another prefix{server}"
                 ),
-            )
+            );
+        }
+        "BadDigest" => {
+            // The server got other bytes than were hashed: damage on the way, worth a retry.
+            return (
+                K::Transient,
+                "the server received other bytes than were sent (Content-MD5 mismatch)".into(),
+            );
         }
         "QuotaExceeded" | "StorageQuotaExceeded" | "XMinioStorageFull" => {
             return (K::NoSpace, format!("storage quota exceeded{server}"))
@@ -305,6 +317,7 @@ mod tests {
             (429, "", K::Transient),
             (400, "RequestTimeout", K::Transient),
             (400, "EntityTooSmall", K::Other),
+            (400, "BadDigest", K::Transient),
             (403, "QuotaExceeded", K::NoSpace),
         ];
         for (status, code, want) in cases {
@@ -331,6 +344,13 @@ mod tests {
     #[test]
     fn messages_name_what_to_fix() {
         let msg = |status, code| classify(&resp(status, code), &SCOPE).1;
+        let mut generic = resp(403, "AccessDenied");
+        generic.message = Some("Access Denied.".into());
+        assert_eq!(
+            classify(&generic, &SCOPE).1,
+            "access denied to s3 bucket backups prefix hostb/: the key may be restricted to \
+             another prefix"
+        );
         assert_eq!(
             msg(403, "AccessDenied"),
             "access denied to s3 bucket backups prefix hostb/: the key may be restricted to \
