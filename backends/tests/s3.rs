@@ -418,3 +418,44 @@ fn writes_carry_content_md5_and_bad_digest_is_transient() {
         "write answered BadDigest",
     );
 }
+
+#[test]
+fn hung_server_is_transient_not_a_hang() {
+    // No S3 server needed: a local server that accepts and never answers, then one that
+    // sends headers and half a body and stalls.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", l.local_addr().expect("addr"));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (silent, _) = l.accept().expect("accept 1");
+        let (mut half, _) = l.accept().expect("accept 2");
+        let mut buf = [0u8; 4096];
+        let _ = half.read(&mut buf);
+        let _ = half.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: application/octet-stream\r\n\r\nhalf",
+        );
+        // Hold both connections open until the test is done.
+        let _ = done_rx.recv();
+        drop((silent, half));
+    });
+    let mut c = S3Config::new(endpoint, "bkt", "repo", S3Credentials::new("k", "s"));
+    c.read_timeout = std::time::Duration::from_secs(1);
+    let b = open(c);
+    assert_err(
+        b.stat("config"),
+        BackendErrorKind::Transient,
+        &["no answer"],
+        "stat on a silent server",
+    );
+    let r = b.read_stream("config", None, &mut |r: &mut dyn Read| {
+        std::io::copy(r, &mut std::io::sink()).map(drop)
+    });
+    assert_err(
+        r,
+        BackendErrorKind::Transient,
+        &["stalled"],
+        "stalled download",
+    );
+    let _ = done_tx.send(());
+    server.join().expect("server thread");
+}

@@ -16,8 +16,8 @@ use crate::url::{BackendOptions, UrlError};
 
 /// How long to wait for a TCP (and TLS) connection.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request may wait for its response, or a download for its next bytes.
-pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for [`S3Config::read_timeout`].
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The slowest upload rate tolerated before a request counts as hung, in bytes per second.
 /// Bounds a big upload's time (60 s + size / rate) without failing slow but working links.
 pub(crate) const MIN_UPLOAD_RATE: u64 = 16 << 10;
@@ -102,11 +102,14 @@ pub struct S3Config {
     pub part_size: u64,
     /// S3 or B2.
     pub flavor: Flavor,
+    /// How long a request may wait for its answer, or a download for its next bytes, before
+    /// it fails as transient (uploads get more: see `MIN_UPLOAD_RATE`).
+    pub read_timeout: Duration,
 }
 
 impl S3Config {
     /// Defaults: region us-east-1, path-style, 8 connections, multipart above 16 MiB in
-    /// 16 MiB parts.
+    /// 16 MiB parts, 60 s read timeout.
     pub fn new(
         endpoint: impl Into<String>,
         bucket: impl Into<String>,
@@ -124,6 +127,7 @@ impl S3Config {
             multipart_threshold: 16 << 20,
             part_size: 16 << 20,
             flavor: Flavor::S3,
+            read_timeout: READ_TIMEOUT,
         }
     }
 

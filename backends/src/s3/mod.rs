@@ -50,11 +50,11 @@ use cairn_core::backend::{
 };
 use md5::{Digest, Md5};
 
-pub use client::{Flavor, S3Config, S3Credentials, MIN_PART_SIZE};
+pub use client::{Flavor, S3Config, S3Credentials, MIN_PART_SIZE, READ_TIMEOUT};
 pub use error::S3Error;
 
 use crate::url::{redact, BackendOptions, UrlError};
-use client::{env_var, sdk_client, MIN_UPLOAD_RATE, READ_TIMEOUT};
+use client::{env_var, sdk_client, MIN_UPLOAD_RATE};
 use error::{backend_error, plain, Scope};
 
 /// A [`Backend`] on an S3-compatible object store.
@@ -190,7 +190,7 @@ impl S3Backend {
             .key(key)
             .send();
         let out = self
-            .run(READ_TIMEOUT, op, path, req)?
+            .run(self.cfg.read_timeout, op, path, req)?
             .map_err(|e| backend_error(&e, &self.scope(), op, path))?;
         Ok(size_of(out.content_length()))
     }
@@ -210,7 +210,7 @@ impl S3Backend {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
         let out = self
-            .run(READ_TIMEOUT, op, path, req.send())?
+            .run(self.cfg.read_timeout, op, path, req.send())?
             .map_err(|e| backend_error(&e, &self.scope(), op, path))?;
         let len = size_of(out.content_length());
         let total = out.content_range().and_then(range_total);
@@ -258,8 +258,9 @@ impl S3Backend {
         Ok(Some(Some(r)))
     }
 
-    fn upload_limit(len: u64) -> Duration {
-        READ_TIMEOUT + Duration::from_secs(len / MIN_UPLOAD_RATE)
+    /// The deadline of a request that uploads `len` bytes.
+    pub(crate) fn upload_limit(&self, len: u64) -> Duration {
+        self.cfg.read_timeout + Duration::from_secs(len / MIN_UPLOAD_RATE)
     }
 
     /// A single PutObject with Content-MD5.
@@ -288,7 +289,7 @@ impl S3Backend {
                 .await
                 .map_err(|e| backend_error(&e, &self.scope(), "write", path))
         };
-        self.run(Self::upload_limit(len), "write", path, req)??;
+        self.run(self.upload_limit(len), "write", path, req)??;
         Ok(())
     }
 }
@@ -409,7 +410,7 @@ impl Backend for S3Backend {
             .bucket(&self.cfg.bucket)
             .key(&key)
             .send();
-        self.run(READ_TIMEOUT, "remove", path, req)?
+        self.run(self.cfg.read_timeout, "remove", path, req)?
             .map_err(|e| backend_error(&e, &self.scope(), "remove", path))?;
         Ok(())
     }
@@ -438,7 +439,7 @@ impl ListIter<'_> {
             req = req.continuation_token(t);
         }
         let out = b
-            .run(READ_TIMEOUT, "list", &self.dir, req.send())?
+            .run(b.cfg.read_timeout, "list", &self.dir, req.send())?
             .map_err(|e| backend_error(&e, &b.scope(), "list", &self.dir))?;
         let strip = if b.cfg.prefix.is_empty() {
             0
@@ -512,10 +513,11 @@ impl<'a> BodyReader<'a> {
 
     fn next_chunk(&mut self) -> io::Result<bool> {
         let body = &mut self.body;
+        let limit = self.backend.cfg.read_timeout;
         let next = self
             .backend
             .rt
-            .block_on(async { tokio::time::timeout(READ_TIMEOUT, body.next()).await });
+            .block_on(async { tokio::time::timeout(limit, body.next()).await });
         match next {
             Ok(Some(Ok(c))) => {
                 self.chunk = c;
@@ -530,7 +532,7 @@ impl<'a> BodyReader<'a> {
                 self.network_failed = true;
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("download stalled for {} s", READ_TIMEOUT.as_secs()),
+                    format!("download stalled for {} s", limit.as_secs()),
                 ))
             }
         }

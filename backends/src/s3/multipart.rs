@@ -13,7 +13,7 @@ use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use cairn_core::backend::{BackendError, BackendErrorKind};
 
-use super::client::{MAX_PARTS, MIN_PART_SIZE, READ_TIMEOUT};
+use super::client::{MAX_PARTS, MIN_PART_SIZE};
 use super::error::{backend_error, plain};
 use super::{i64_of, local_file_error, md5_base64, S3Backend};
 
@@ -44,7 +44,7 @@ pub(crate) fn upload(
         .content_type("application/octet-stream")
         .send();
     let out = b
-        .run(READ_TIMEOUT, "write", path, create)?
+        .run(b.cfg.read_timeout, "write", path, create)?
         .map_err(|e| backend_error(&e, &b.scope(), "write", path))?;
     let Some(upload_id) = out.upload_id().map(str::to_owned) else {
         let msg = "the server started a multipart upload without an upload id";
@@ -63,7 +63,7 @@ pub(crate) fn upload(
             .multipart_upload(done)
             .send();
         // Completing can take a while on the server for many parts.
-        b.run(S3Backend::upload_limit(0) * 5, "write", path, complete)?
+        b.run(b.upload_limit(0) * 5, "write", path, complete)?
             .map_err(|e| backend_error(&e, &b.scope(), "write", path))
     });
     if let Err(e) = res {
@@ -131,7 +131,7 @@ fn upload_parts(
                 .await
                 .map_err(|e| backend_error(&e, &b.scope(), "write", path))
         };
-        let out = b.run(S3Backend::upload_limit(n), "write", path, req)??;
+        let out = b.run(b.upload_limit(n), "write", path, req)??;
         let Some(etag) = out.e_tag() else {
             let msg = format!("the server accepted part {number} without an ETag");
             return Err(plain(BackendErrorKind::Transient, "write", path, msg));
