@@ -18,13 +18,18 @@ cargo clippy --locked --workspace --exclude cairn-benches --all-targets --featur
 step "build the cairn binary (the e2e tests run it)"
 cargo build --locked -p cairn
 
-step "test servers: private sshd for the SFTP tests (scripts/servers/)"
+step "test servers: private sshd (SFTP) and SeaweedFS (S3) on 127.0.0.1 (scripts/servers/)"
+trap 'bash scripts/servers/stop-sshd.sh >/dev/null 2>&1 || true; bash scripts/servers/stop-s3.sh >/dev/null 2>&1 || true' EXIT
 bash scripts/servers/start-sshd.sh
+bash scripts/servers/start-s3.sh
+# shellcheck source=/dev/null
 . "${SFTP_BASE:-/srv/sftptest}/env"
+# shellcheck source=/dev/null
+. "${S3_DIR:-/var/tmp/cairn-s3}/env"
 
 step "unit, integration and end-to-end tests"
 log=$(mktemp)
-trap 'rm -f "$log"; bash scripts/servers/stop-sshd.sh' EXIT
+trap 'rm -f "$log"; bash scripts/servers/stop-sshd.sh >/dev/null 2>&1 || true; bash scripts/servers/stop-s3.sh >/dev/null 2>&1 || true' EXIT
 cargo test --locked --workspace --exclude cairn-benches --features cairn-core/test-util 2>&1 | tee "$log"
 passed=$(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -o '[0-9]* failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -3,6 +3,7 @@
 //!
 //! - [`LocalBackend`]: a repository in a local directory, with durable atomic writes.
 //! - [`SftpBackend`]: a repository on an SFTP server, written through temp files and rename.
+//! - [`S3Backend`]: a repository under a prefix of an S3 or B2 bucket.
 //! - Decorators, outermost first: [`RetryBackend`] (transient failures) →
 //!   [`LimitBackend`] (connections, bandwidth) → [`AccountingBackend`] (requests and
 //!   bytes by billing class) → the real backend.
@@ -12,6 +13,7 @@ pub mod accounting;
 pub mod limit;
 pub mod local;
 pub mod retry;
+pub mod s3;
 pub mod sftp;
 pub mod url;
 
@@ -19,5 +21,6 @@ pub use accounting::AccountingBackend;
 pub use limit::{LimitBackend, Limits};
 pub use local::LocalBackend;
 pub use retry::{RetryBackend, RetryPolicy};
+pub use s3::S3Backend;
 pub use sftp::SftpBackend;
 pub use url::{BackendOptions, Location, UrlError};

@@ -8,11 +8,11 @@
 
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_core::backend::{
-    Backend, BackendError, ObjectInfo, OpenBody, Properties, StreamConsumer, WriteBody,
+    Backend, BackendError, ObjectInfo, Properties, StreamConsumer, WriteBody,
 };
 
 /// Largest piece paced at once: small enough that the rate is smooth at a few hundred
@@ -82,21 +82,6 @@ impl<R: Read + ?Sized> Read for Paced<'_, R> {
     }
 }
 
-/// An owned paced reader, for upload bodies.
-struct PacedOwned<'a> {
-    inner: Box<dyn Read + Send + 'a>,
-    bucket: Arc<TokenBucket>,
-}
-
-impl Read for PacedOwned<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len().min(SLICE);
-        let n = self.inner.read(&mut buf[..len])?;
-        self.bucket.take(n);
-        Ok(n)
-    }
-}
-
 /// A counting semaphore for concurrent requests.
 #[derive(Debug)]
 struct Slots {
@@ -148,7 +133,7 @@ pub struct LimitBackend<B> {
     inner: B,
     slots: Option<Slots>,
     connections: Option<usize>,
-    up: Option<Arc<TokenBucket>>,
+    up: Option<TokenBucket>,
     down: Option<TokenBucket>,
 }
 
@@ -165,7 +150,7 @@ impl<B: Backend> LimitBackend<B> {
             connections,
             up: limits
                 .upload_kib
-                .map(|k| Arc::new(TokenBucket::new(k.saturating_mul(1024)))),
+                .map(|k| TokenBucket::new(k.saturating_mul(1024))),
             down: limits
                 .download_kib
                 .map(|k| TokenBucket::new(k.saturating_mul(1024))),
@@ -244,20 +229,9 @@ impl<B: Backend> Backend for LimitBackend<B> {
         let Some(bucket) = &self.up else {
             return self.inner.write(path, body);
         };
-        let open = || -> io::Result<Box<dyn Read + Send + '_>> {
-            Ok(Box::new(PacedOwned {
-                inner: body.open()?,
-                bucket: bucket.clone(),
-            }))
-        };
-        let open: &OpenBody<'_> = &open;
-        self.inner.write(
-            path,
-            &WriteBody::Reader {
-                len: body.len(),
-                open,
-            },
-        )
+        let pace = |n: usize| bucket.take(n);
+        self.inner
+            .write(path, &WriteBody::Paced { body, pace: &pace })
     }
 
     fn remove(&self, path: &str) -> Result<(), BackendError> {

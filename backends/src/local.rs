@@ -236,8 +236,8 @@ impl LocalBackend {
                 let mut src = File::open(src).map_err(|e| io_err("write", path, e))?;
                 io::copy(&mut src, file).map_err(|e| io_err("write", path, e))?
             }
-            WriteBody::Reader { open, .. } => {
-                let mut src = open().map_err(|e| io_err("write", path, e))?;
+            WriteBody::Paced { .. } => {
+                let mut src = body.open().map_err(|e| io_err("write", path, e))?;
                 io::copy(&mut src, file).map_err(|e| io_err("write", path, e))?
             }
         };

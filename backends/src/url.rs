@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cairn_core::backend::Backend;
 
 use crate::local::LocalBackend;
+use crate::s3::S3Backend;
 use crate::sftp::SftpBackend;
 
 /// A parsed repository location.
@@ -183,8 +184,12 @@ impl Location {
                 path,
                 opts,
             )?)),
-            Self::S3 { .. } => Err(UrlError::Unsupported("s3")),
-            Self::B2 { .. } => Err(UrlError::Unsupported("b2")),
+            Self::S3 {
+                endpoint,
+                bucket,
+                prefix,
+            } => S3Backend::open_s3(endpoint, bucket, prefix, opts),
+            Self::B2 { bucket, prefix } => S3Backend::open_b2(bucket, prefix, opts),
         }
     }
 }

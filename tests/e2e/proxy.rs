@@ -70,7 +70,10 @@ impl Proxy {
         while self.state.listening.load(Ordering::SeqCst) == down
             && !self.state.stop.load(Ordering::SeqCst)
         {
-            assert!(start.elapsed() < Duration::from_secs(10), "proxy did not switch");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "proxy did not switch"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }

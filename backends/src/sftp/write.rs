@@ -85,7 +85,7 @@ impl SftpBackend {
         let mut written = 0u64;
         let res = match body {
             WriteBody::Bytes(b) => file.write_all(b).map(|()| written = b.len() as u64),
-            WriteBody::File { .. } | WriteBody::Reader { .. } => {
+            WriteBody::File { .. } | WriteBody::Paced { .. } => {
                 let mut src = body.open().map_err(|e| io_other("write", path, e))?;
                 // Bounded: a whole pack is never held in memory.
                 let mut buf = vec![

@@ -134,15 +134,16 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
-/// Opens a fresh reader over a body's bytes; see [`WriteBody::Reader`].
-pub type OpenBody<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + Send + 'a>> + Sync + 'a;
+/// Called with each piece of a paced body as it is read; blocks to hold a rate.
+pub type Pace<'a> = dyn Fn(usize) + Sync + 'a;
 
-/// The bytes of a write: small files in memory, packs spooled to a local file, or a
-/// decorated stream over either. All are rewindable, so a retry can send them again.
+/// The bytes of a write: small files in memory or packs spooled to a local file, possibly
+/// paced. All are rewindable, so a retry can send them again.
 ///
-/// Backends read any body through [`WriteBody::open`] and [`WriteBody::len`]; they may
-/// special-case `Bytes` and `File` for speed, but must accept `Reader`, which is how the
-/// limit decorator throttles uploads without knowing the backend.
+/// Backends send a body through [`WriteBody::open`], which honours the pacing, and may
+/// read it a second time through [`WriteBody::open_unpaced`] for checksums that must
+/// precede the upload (S3's Content-MD5). They may use [`WriteBody::file`] or
+/// [`WriteBody::bytes`] for speed, but then must still pace when [`WriteBody::is_paced`].
 pub enum WriteBody<'a> {
     /// In-memory bytes.
     Bytes(&'a [u8]),
@@ -153,13 +154,29 @@ pub enum WriteBody<'a> {
         /// Its length in bytes.
         len: u64,
     },
-    /// A stream of known length, opened afresh on each call (a throttled upload).
-    Reader {
-        /// Its length in bytes.
-        len: u64,
-        /// Opens the stream from the start.
-        open: &'a OpenBody<'a>,
+    /// Another body whose bytes are paced as they are read (`--limit-upload`).
+    Paced {
+        /// The bytes.
+        body: &'a WriteBody<'a>,
+        /// Called with the size of each piece read.
+        pace: &'a Pace<'a>,
     },
+}
+
+/// A reader that paces what passes through it.
+struct PacedRead<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    pace: &'a Pace<'a>,
+}
+
+impl Read for PacedRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Small pieces, so the rate is smooth rather than a burst per caller buffer.
+        let len = buf.len().min(64 << 10);
+        let n = self.inner.read(&mut buf[..len])?;
+        (self.pace)(n);
+        Ok(n)
+    }
 }
 
 impl WriteBody<'_> {
@@ -167,7 +184,8 @@ impl WriteBody<'_> {
     pub fn len(&self) -> u64 {
         match self {
             WriteBody::Bytes(b) => b.len() as u64,
-            WriteBody::File { len, .. } | WriteBody::Reader { len, .. } => *len,
+            WriteBody::File { len, .. } => *len,
+            WriteBody::Paced { body, .. } => body.len(),
         }
     }
 
@@ -176,13 +194,48 @@ impl WriteBody<'_> {
         self.len() == 0
     }
 
-    /// A fresh reader from the start (called again on retry).
+    /// A fresh reader from the start, paced if the body is (called again on retry).
     pub fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        Ok(match self {
+            WriteBody::Paced { body, pace } => Box::new(PacedRead {
+                inner: body.open()?,
+                pace: *pace,
+            }),
+            _ => self.open_unpaced()?,
+        })
+    }
+
+    /// A fresh reader of the same bytes without pacing, for a local pass such as a
+    /// checksum that does not touch the network.
+    pub fn open_unpaced(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
         Ok(match self {
             WriteBody::Bytes(b) => Box::new(*b),
             WriteBody::File { path, .. } => Box::new(std::fs::File::open(path)?),
-            WriteBody::Reader { open, .. } => open()?,
+            WriteBody::Paced { body, .. } => body.open_unpaced()?,
         })
+    }
+
+    /// Whether sending must go through [`WriteBody::open`] to honour a rate limit.
+    pub fn is_paced(&self) -> bool {
+        matches!(self, WriteBody::Paced { .. })
+    }
+
+    /// The local file holding the bytes, if any (pacing aside).
+    pub fn file(&self) -> Option<(&std::path::Path, u64)> {
+        match self {
+            WriteBody::Bytes(_) => None,
+            WriteBody::File { path, len } => Some((path, *len)),
+            WriteBody::Paced { body, .. } => body.file(),
+        }
+    }
+
+    /// The bytes in memory, if that is where they are (pacing aside).
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            WriteBody::Bytes(b) => Some(b),
+            WriteBody::File { .. } => None,
+            WriteBody::Paced { body, .. } => body.bytes(),
+        }
     }
 }
 

@@ -190,10 +190,12 @@ fn copy_one(
     path: &str,
     replace: bool,
 ) -> Result<Outcome, MirrorError> {
-    let mut file = tempfile::tempfile().map_err(|source| MirrorError::Spool {
+    let spool_err = |source| MirrorError::Spool {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let tmp = tempfile::NamedTempFile::new().map_err(spool_err)?;
+    let mut file = tmp.reopen().map_err(spool_err)?;
     let mut got = None;
     let read = src.read_stream(path, None, &mut |r: &mut dyn Read| {
         got = Some(spool(r, &mut file)?);
@@ -227,17 +229,11 @@ fn copy_one(
             _ => {}
         }
     }
-    file.rewind().map_err(|source| MirrorError::Spool {
-        path: path.to_owned(),
-        source,
-    })?;
-    let open = || -> io::Result<Box<dyn Read + Send + '_>> {
-        let mut f = file.try_clone()?;
-        f.rewind()?;
-        Ok(Box::new(f.take(len)))
+    let body = WriteBody::File {
+        path: tmp.path().to_path_buf(),
+        len,
     };
-    dst.write(path, &WriteBody::Reader { len, open: &open })
-        .map_err(tgt)?;
+    dst.write(path, &body).map_err(tgt)?;
     if hash_stream(dst, path).map_err(tgt)? != id {
         return Err(MirrorError::TargetCorrupt {
             path: path.to_owned(),
