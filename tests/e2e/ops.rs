@@ -218,3 +218,72 @@ fn limited_backup_reports_requests(remote: Remote) {
 crate::on_all_backends!(mirror_to_local_disk, limited_backup_reports_requests);
 crate::on_backend!(Local => local_files; mirror_skips_damaged_source_file);
 crate::on_backend!(Sftp => sftp_files; mirror_skips_damaged_source_file);
+
+/// A key restricted to `backups/hosta/*` (like a B2 application key with a namePrefix)
+/// runs every command a host needs, and the request log shows no request outside its
+/// prefix. Then the same through the `b2:` form of the location.
+#[test]
+fn prefix_restricted_key_stays_in_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((admin, _)) = runner(Remote::S3, dir.path()) else {
+        return;
+    };
+    let endpoint = std::env::var("CAIRN_TEST_S3_ENDPOINT").unwrap();
+    let bucket = std::env::var("CAIRN_TEST_S3_BUCKET").unwrap();
+    let key = std::env::var("CAIRN_TEST_S3_HOSTA_KEY").unwrap();
+    let secret = std::env::var("CAIRN_TEST_S3_HOSTA_SECRET").unwrap();
+    let name = crate::servers::unique("restricted");
+    let log = dir.path().join("requests.log");
+    let src = dir.path().join("src");
+    source_tree(&src);
+
+    let mut hosta = Cairn::new(format!("s3:{endpoint}/{bucket}/hosta/{name}"));
+    hosta.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), key.clone().into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret.clone().into()),
+        ("CAIRN_REQUEST_LOG".into(), log.clone().into()),
+    ];
+    hosta.init();
+    hosta.ok(&["backup", s(&src)]);
+    hosta.ok(&["snapshots"]);
+    hosta.ok(&["check", "--read-data"]);
+    let target = dir.path().join("restored");
+    hosta.ok(&["restore", "latest", "--target", s(&target)]);
+    assert_same(&src, &Fixture::restored(&target, &src), false);
+
+    // The b2: form with B2's own variable names, pointed at the same server.
+    let mut b2 = Cairn::new(format!("b2:{bucket}:/hosta/{name}"));
+    b2.env = vec![
+        ("B2_ACCOUNT_ID".into(), key.into()),
+        ("B2_ACCOUNT_KEY".into(), secret.into()),
+        ("B2_ENDPOINT".into(), endpoint.clone().into()),
+        ("CAIRN_REQUEST_LOG".into(), log.clone().into()),
+    ];
+    b2.ok(&["backup", s(&src)]);
+    assert_eq!(b2.json(&["snapshots"]).as_array().map(Vec::len), Some(2));
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 20, "{text}");
+    let s3_prefix = format!("s3:{endpoint}/{bucket}/hosta/{name}/");
+    let b2_prefix = format!("b2:{bucket}:/hosta/{name}/");
+    for l in &lines {
+        let target = l.split(' ').nth(2).unwrap_or("");
+        assert!(
+            target.starts_with(&s3_prefix) || target.starts_with(&b2_prefix),
+            "a request outside the key's prefix: {l}"
+        );
+        assert!(l.ends_with(" ok") || l.contains(" NotFound"), "{l}");
+    }
+
+    // And the key really is restricted: another host's prefix is refused, clearly.
+    let mut other = hosta.clone();
+    other.repo = Some(format!("s3:{endpoint}/{bucket}/hostb/{name}").into());
+    let out = other.run(&["init", "--kdf-memory-mib", "19", "--kdf-iterations", "1"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("access denied") && out.stderr.contains("hostb/"),
+        "{out:#?}"
+    );
+    drop(admin);
+}
