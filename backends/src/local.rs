@@ -16,9 +16,9 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use cairn_core::backend::request::{check_bounded, check_path, check_range};
 use cairn_core::backend::{
     Backend, BackendError, BackendErrorKind, ObjectInfo, Properties, StreamConsumer, WriteBody,
-    MAX_BOUNDED_READ,
 };
 
 /// Prefix of in-flight temporary files; `list` skips them, so a crash leaves only junk
@@ -28,12 +28,6 @@ const TMP_PREFIX: &str = ".tmp-";
 /// Why a local operation failed, when the cause is not an [`io::Error`].
 #[derive(Debug, thiserror::Error)]
 enum LocalError {
-    #[error("path {0:?} is not a clean relative path")]
-    InvalidPath(String),
-    #[error("range {start}..{end} does not fit a file of {size} bytes")]
-    BadRange { start: u64, end: u64, size: u64 },
-    #[error("range of {len} bytes exceeds the bounded-read limit of {max}")]
-    TooLarge { len: u64, max: u64 },
     #[error("body said {expected} bytes but {actual} were copied")]
     LengthMismatch { expected: u64, actual: u64 },
     #[error("not a regular file")]
@@ -70,40 +64,10 @@ fn local_err(
     BackendError::new(kind, op, path, Some(Box::new(err) as _))
 }
 
-/// Checks a requested range against the file size.
-fn check_range(
-    op: &'static str,
-    path: &str,
-    size: u64,
-    range: Option<Range<u64>>,
-) -> Result<Range<u64>, BackendError> {
-    let Range { start, end } = range.unwrap_or(0..size);
-    if start > end || end > size {
-        let e = LocalError::BadRange { start, end, size };
-        return Err(local_err(
-            BackendErrorKind::RangeNotSatisfiable,
-            op,
-            path,
-            e,
-        ));
-    }
-    Ok(start..end)
-}
-
-/// Validates a repository-relative path: `/`-separated, no empty, `.` or `..` components.
-/// The layout never produces anything else; this is the guard against escaping the root.
+/// A checked repository-relative path (see [`check_path`]).
 fn clean_rel<'p>(op: &'static str, path: &'p str) -> Result<&'p Path, BackendError> {
-    let ok = !path.is_empty()
-        && !path.contains('\0')
-        && path
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..");
-    if ok {
-        Ok(Path::new(path))
-    } else {
-        let e = LocalError::InvalidPath(path.to_owned());
-        Err(local_err(BackendErrorKind::Other, op, path, e))
-    }
+    check_path(op, path)?;
+    Ok(Path::new(path))
 }
 
 /// A [`Backend`] on a local (or locally mounted) filesystem.
@@ -327,16 +291,7 @@ impl Backend for LocalBackend {
     fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, BackendError> {
         let (file, size) = self.open_file("read", path)?;
         let r = check_range("read", path, size, range)?;
-        let len = r.end - r.start;
-        if len > MAX_BOUNDED_READ {
-            let e = LocalError::TooLarge {
-                len,
-                max: MAX_BOUNDED_READ,
-            };
-            return Err(local_err(BackendErrorKind::Other, "read", path, e));
-        }
-        // At most MAX_BOUNDED_READ, so it fits a usize.
-        let mut buf = vec![0; len as usize];
+        let mut buf = vec![0; check_bounded("read", path, &r)?];
         file.read_exact_at(&mut buf, r.start)
             .map_err(|e| io_err("read", path, e))?;
         Ok(buf)

@@ -149,14 +149,7 @@ impl S3Backend {
 
     /// The object key of a repository path; refuses anything `layout` would never produce.
     fn key(&self, op: &'static str, path: &str) -> Result<String, BackendError> {
-        let clean = !path.is_empty()
-            && path
-                .split('/')
-                .all(|c| !c.is_empty() && c != "." && c != "..");
-        if !clean {
-            let msg = format!("path {path:?} is not a clean relative path");
-            return Err(plain(BackendErrorKind::Other, op, path, msg));
-        }
+        cairn_core::backend::request::check_path(op, path)?;
         Ok(self.join(path))
     }
 

@@ -49,9 +49,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cairn_core::backend::request::{check_bounded, check_path, check_range};
 use cairn_core::backend::{
     Backend, BackendError, BackendErrorKind, ObjectInfo, Properties, StreamConsumer, WriteBody,
-    MAX_BOUNDED_READ,
 };
 use ssh2::{File, Sftp};
 
@@ -73,12 +73,6 @@ const DEFAULT_TIMEOUT_SECS: u64 = 120;
 /// Why an SFTP operation failed, when the cause is not a libssh2 error.
 #[derive(Debug, thiserror::Error)]
 enum SftpError {
-    #[error("path {0:?} is not a clean relative path")]
-    InvalidPath(String),
-    #[error("range {start}..{end} does not fit a file of {size} bytes")]
-    BadRange { start: u64, end: u64, size: u64 },
-    #[error("range of {len} bytes exceeds the bounded-read limit of {max}")]
-    TooLarge { len: u64, max: u64 },
     #[error("body said {expected} bytes but {actual} were read")]
     LengthMismatch { expected: u64, actual: u64 },
     #[error("not a regular file")]
@@ -110,34 +104,9 @@ fn io_other(op: &'static str, path: &str, e: io::Error) -> BackendError {
     BackendError::new(kind, op, path, Some(Box::new(e) as _))
 }
 
-/// Validates a repository-relative path: `/`-separated, no empty, `.` or `..` components
-/// (the same rule as the local backend): the guard against escaping the root.
+/// The same path rule as every backend (see [`check_path`]).
 fn clean_rel(op: &'static str, path: &str) -> Result<(), BackendError> {
-    let ok = !path.is_empty()
-        && !path.contains('\0')
-        && path
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..");
-    if ok {
-        Ok(())
-    } else {
-        let e = SftpError::InvalidPath(path.to_owned());
-        Err(err(BackendErrorKind::Other, op, path, e))
-    }
-}
-
-fn check_range(
-    op: &'static str,
-    path: &str,
-    size: u64,
-    range: Option<Range<u64>>,
-) -> Result<Range<u64>, BackendError> {
-    let Range { start, end } = range.unwrap_or(0..size);
-    if start > end || end > size {
-        let e = SftpError::BadRange { start, end, size };
-        return Err(err(BackendErrorKind::RangeNotSatisfiable, op, path, e));
-    }
-    Ok(start..end)
+    check_path(op, path)
 }
 
 /// A [`Backend`] on an SFTP server (see the module docs for the design).
@@ -435,19 +404,10 @@ impl Backend for SftpBackend {
         self.with_conn("read", path, |sftp| {
             let (mut file, size) = self.open_read(sftp, "read", path)?;
             let r = check_range("read", path, size, range)?;
-            let len = r.end - r.start;
-            if len > MAX_BOUNDED_READ {
-                let e = SftpError::TooLarge {
-                    len,
-                    max: MAX_BOUNDED_READ,
-                };
-                return Err(err(BackendErrorKind::Other, "read", path, e));
-            }
+            let mut buf = vec![0; check_bounded("read", path, &r)?];
             // libssh2's seek only moves its local offset; no request is sent.
             file.seek(SeekFrom::Start(r.start))
                 .map_err(|e| io_other("read", path, e))?;
-            // At most MAX_BOUNDED_READ, so it fits a usize.
-            let mut buf = vec![0; len as usize];
             file.read_exact(&mut buf)
                 .map_err(|e| self.stream_error(sftp, "read", path, e))?;
             Ok(buf)

@@ -8,6 +8,7 @@
 //! channels; a backend built on an async client keeps its runtime private.
 
 pub mod layout;
+pub mod request;
 
 use std::fmt;
 use std::io::Read;
