@@ -56,9 +56,16 @@ fn with_retries(c: &Cairn, attempts: u32, max_wait: f64) -> Cairn {
 
 fn network_drops_mid_backup(remote: Remote) {
     let dir = tempfile::tempdir().unwrap();
-    let Some((c, proxy)) = via_proxy(remote, dir.path()) else {
+    let Some((mut c, proxy)) = via_proxy(remote, dir.path()) else {
         return;
     };
+    if remote == Remote::S3 {
+        // Packs go up as multipart uploads, so the drop lands mid-multipart.
+        for o in ["s3.multipart-threshold=5M", "s3.part-size=5M"] {
+            c.opts.push("-o".into());
+            c.opts.push(o.into());
+        }
+    }
     c.init();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();

@@ -102,6 +102,68 @@ fn mirror_local_to_s3() {
     assert_same(&src, &Fixture::restored(&target, &src), false);
 }
 
+/// A mirror onto a disk that fills up stops with a clear error, leaves nothing partial
+/// under a final name, and carries on once there is room. Needs root to mount a tmpfs.
+#[test]
+fn mirror_onto_full_disk_resumes() {
+    if !crate::support::is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the e2e tests as root"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let f = Fixture::on(Remote::Local).expect("local");
+    let src = f.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4u64 {
+        std::fs::write(src.join(format!("f{i}.bin")), bytes(300 + i, 3 << 20)).unwrap();
+    }
+    f.cairn.ok(&["backup", s(&src)]);
+    let disk = f.path("small-disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mount = |opts: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&disk)
+            .status()
+            .unwrap()
+    };
+    assert!(mount("size=4m").success(), "mount a 4 MiB tmpfs");
+    let out = f.cairn.run(&["mirror", "--to", s(&disk.join("cairn"))]);
+    let listing = crate::support::files_under(&disk);
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    let resumed = f
+        .cairn
+        .run(&["mirror", "--to", s(&disk.join("cairn")), "--json"]);
+    let check = Cairn::new(disk.join("cairn")).run(&["check", "--read-data"]);
+    let _ = std::process::Command::new("umount").arg(&disk).status();
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("no space left"), "{out:#?}");
+    for p in &listing {
+        let name = p.file_name().unwrap().to_string_lossy();
+        assert!(!name.starts_with(".tmp-"), "temp file left behind: {p:?}");
+    }
+    assert!(
+        !listing.iter().any(|p| p.ends_with("config")),
+        "config written before the packs: {listing:?}"
+    );
+    assert!(remounted.success());
+    assert_eq!(resumed.code, 0, "{resumed:#?}");
+    let r = resumed.json();
+    assert_eq!(
+        r["present"].as_u64().unwrap() + r["copied"].as_u64().unwrap(),
+        r["source_files"].as_u64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(check.code, 0, "{check:#?}");
+}
+
 fn metric(text: &str, name: &str, command: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{command=\"{command}\"")))
