@@ -340,8 +340,32 @@ fn restore_onto_full_disk_fails_cleanly() {
     f.cairn.ok(&["check", "--read-data"]);
 }
 
+/// A location with no repository says so (exit 10) on every backend, and `backup` does not
+/// create one there.
+fn missing_remote_repository_exit_10(remote: Remote) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((c, _)) = crate::servers::runner(remote, dir.path()) else {
+        return;
+    };
+    let out = c.run(&["snapshots"]);
+    assert_eq!(out.code, 10, "{out:#?}");
+    assert!(out.stderr.contains("no repository"), "{out:#?}");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    assert_eq!(c.run(&["backup", s(&src)]).code, 10);
+    assert_eq!(
+        c.run(&["snapshots"]).code,
+        10,
+        "backup created a repository"
+    );
+}
+
+mod every_backend {
+    use super::*;
+    crate::on_all_backends!(wrong_password_exit_12, missing_remote_repository_exit_10);
+}
+
 crate::on_file_backends!(
-    wrong_password_exit_12,
     corrupted_key_file_is_not_a_wrong_password,
     corrupted_pack_damages_only_its_files,
     deleted_index_file_is_recovered,
