@@ -15,7 +15,7 @@
 //! process's memory, and is only advice: a failure changes nothing but the speed.
 
 use std::ffi::OsString;
-use std::fs::FileType;
+use std::fs::{FileType, Metadata};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -38,12 +38,13 @@ pub(super) struct Entry {
 }
 
 /// Runs `f` on every entry on the rayon pool, taking entries in order, and returns the
-/// results in entry order. `wanted(path, size)` says whether a regular file will be read
-/// (not excluded), so excluded files are not read ahead. Stops at the first error.
+/// results in entry order. `wanted(path, lstat)` says whether a regular file will be read
+/// (not excluded, not unchanged since the parent snapshot), so only those are read ahead.
+/// Stops at the first error.
 pub(super) fn map_in_order<T: Send>(
     dir: &Path,
     entries: &[Entry],
-    wanted: impl Fn(&Path, u64) -> bool + Sync,
+    wanted: impl Fn(&Path, &Metadata) -> bool + Sync,
     f: impl Fn(&Entry) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let n = entries.len();
@@ -107,11 +108,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Asks the kernel to start reading the beginning of a regular file.
-fn announce(dir: &Path, e: &Entry, wanted: &impl Fn(&Path, u64) -> bool) {
+fn announce(dir: &Path, e: &Entry, wanted: &impl Fn(&Path, &Metadata) -> bool) {
     if !e.ftype.is_some_and(|t| t.is_file()) {
         return;
     }
     let path = dir.join(&e.name);
+    // Decide from lstat before opening: most files of a re-backup are unchanged and never
+    // read, and their lstat is one the worker repeats from the cache anyway.
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() > 0 && wanted(&path, &m) => {}
+        _ => return,
+    }
     // O_NOFOLLOW and O_NONBLOCK: if the entry was replaced by a symlink or a FIFO since it
     // was listed, neither follow it nor wait for a writer. Opening does not touch atime.
     let Ok(file) = std::fs::OpenOptions::new()
@@ -124,7 +131,7 @@ fn announce(dir: &Path, e: &Entry, wanted: &impl Fn(&Path, u64) -> bool) {
     let Ok(meta) = file.metadata() else {
         return;
     };
-    if !meta.is_file() || meta.len() == 0 || !wanted(&path, meta.len()) {
+    if !meta.is_file() {
         return;
     }
     let len = meta.len().min(PREFETCH_MAX);
@@ -169,8 +176,8 @@ mod tests {
         let out = map_in_order(
             d.path(),
             &es,
-            |p, size| {
-                lock(&asked).push((p.to_path_buf(), size));
+            |p, m| {
+                lock(&asked).push((p.to_path_buf(), m.len()));
                 !p.ends_with("f007")
             },
             |e| Ok(e.name.clone()),

@@ -15,7 +15,7 @@ use super::{find_node, is_kind, Ctx, Trie};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::source::node::{node_kind, read_node};
+use crate::source::node::{node_kind, read_node, time_ns};
 use crate::tree::{ContentRef, Node, NodeKind, Tree, SCOPE_GROUP, SCOPE_PRIVATE};
 
 /// Chunks of one large file sealed in parallel at a time: bounds memory to this many
@@ -159,8 +159,13 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
     }
     entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let ex = &ctx.opts.excluder;
-    let wanted =
-        |p: &Path, size: u64| !ex.excludes_path(p, false) && !ex.excludes_by_size(size, true);
+    // Only files the worker will read: not excluded, and not unchanged since the parent
+    // snapshot (a re-backup reads almost none, and reading them ahead would cost a full read).
+    let wanted = |p: &Path, m: &Metadata| {
+        let name = p.file_name().unwrap_or_default();
+        let pnode = find_node(parent_tree.as_deref(), name.as_bytes());
+        !ex.excludes_path(p, false) && !ex.excludes_by_size(m.size(), true) && !same_stat(pnode, m)
+    };
     let nodes: Vec<Option<Node>> = map_in_order(path, &entries, wanted, |e| {
         let name = &e.name;
         let child = path.join(name);
@@ -182,6 +187,17 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
     ctx.store_tree(&Tree {
         scopes: ctx.scopes,
         nodes: sorted(nodes),
+    })
+}
+
+/// Whether `m` is the parent's file node unchanged: size, mtime, ctime and inode equal.
+fn same_stat(parent: Option<&Node>, m: &Metadata) -> bool {
+    parent.is_some_and(|p| {
+        is_kind(Some(p), NodeKind::File)
+            && p.size == m.size()
+            && p.mtime_ns == time_ns(m.mtime(), m.mtime_nsec())
+            && p.ctime_ns == time_ns(m.ctime(), m.ctime_nsec())
+            && p.inode == m.ino()
     })
 }
 
