@@ -10,6 +10,7 @@
 //! node reuses that node's content list without reading the file, provided every blob it
 //! names is still in the index.
 
+mod prefetch;
 mod walk;
 
 use std::collections::BTreeMap;

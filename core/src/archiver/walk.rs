@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
+use super::prefetch::{map_in_order, Entry};
 use super::{find_node, is_kind, Ctx, Trie};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::source::node::{node_kind, read_node};
+use crate::source::node::{node_kind, read_node, time_ns};
 use crate::tree::{ContentRef, Node, NodeKind, Tree, SCOPE_GROUP, SCOPE_PRIVATE};
 
 /// Chunks of one large file sealed in parallel at a time: bounds memory to this many
@@ -137,12 +138,16 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
             None
         }
     };
-    let mut names: Vec<OsString> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     match std::fs::read_dir(path) {
         Ok(rd) => {
             for entry in rd {
                 match entry {
-                    Ok(e) => names.push(e.file_name()),
+                    Ok(e) => entries.push(Entry {
+                        name: e.file_name(),
+                        // From readdir's d_type on most file systems: no extra syscall.
+                        ftype: e.file_type().ok(),
+                    }),
                     Err(e) => ctx.error(path, format!("cannot list directory: {e}")),
                 }
             }
@@ -150,32 +155,49 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
         Err(e) => ctx.error(path, format!("cannot list directory: {e}")),
     }
     if let Some(keep) = &keep_only {
-        names.retain(|n| keep.contains(n));
+        entries.retain(|e| keep.contains(&e.name));
     }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    let nodes: Vec<Option<Node>> = names
-        .par_iter()
-        .map(|name| {
-            let child = path.join(name);
-            match std::fs::symlink_metadata(&child) {
-                Ok(meta) => save_entry(
-                    ctx,
-                    &child,
-                    name,
-                    &meta,
-                    super::find_node(parent_tree.as_deref(), name.as_bytes()),
-                    root_dev,
-                ),
-                Err(e) => {
-                    ctx.error(&child, format!("vanished or unreadable: {e}"));
-                    Ok(None)
-                }
+    entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let ex = &ctx.opts.excluder;
+    // Only files the worker will read: not excluded, and not unchanged since the parent
+    // snapshot (a re-backup reads almost none, and reading them ahead would cost a full read).
+    let wanted = |p: &Path, m: &Metadata| {
+        let name = p.file_name().unwrap_or_default();
+        let pnode = find_node(parent_tree.as_deref(), name.as_bytes());
+        !ex.excludes_path(p, false) && !ex.excludes_by_size(m.size(), true) && !same_stat(pnode, m)
+    };
+    let nodes: Vec<Option<Node>> = map_in_order(path, &entries, wanted, |e| {
+        let name = &e.name;
+        let child = path.join(name);
+        match std::fs::symlink_metadata(&child) {
+            Ok(meta) => save_entry(
+                ctx,
+                &child,
+                name,
+                &meta,
+                super::find_node(parent_tree.as_deref(), name.as_bytes()),
+                root_dev,
+            ),
+            Err(e) => {
+                ctx.error(&child, format!("vanished or unreadable: {e}"));
+                Ok(None)
             }
-        })
-        .collect::<Result<_>>()?;
+        }
+    })?;
     ctx.store_tree(&Tree {
         scopes: ctx.scopes,
         nodes: sorted(nodes),
+    })
+}
+
+/// Whether `m` is the parent's file node unchanged: size, mtime, ctime and inode equal.
+fn same_stat(parent: Option<&Node>, m: &Metadata) -> bool {
+    parent.is_some_and(|p| {
+        is_kind(Some(p), NodeKind::File)
+            && p.size == m.size()
+            && p.mtime_ns == time_ns(m.mtime(), m.mtime_nsec())
+            && p.ctime_ns == time_ns(m.ctime(), m.ctime_nsec())
+            && p.inode == m.ino()
     })
 }
 

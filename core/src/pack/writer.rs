@@ -80,12 +80,27 @@ impl PackWriter {
 
     /// Appends a sealed blob.
     pub fn add(&mut self, id: Id, plen: u32, stored: &[u8]) -> std::io::Result<()> {
+        self.add_with_cid(id, plen, stored, None)
+    }
+
+    /// Appends a sealed blob whose `cid` (BLAKE3 of `stored`, used by group packs only) the
+    /// caller may have computed already: the packer calls this under its lock, and hashing
+    /// the blob before taking the lock lets other workers add theirs meanwhile.
+    pub fn add_with_cid(
+        &mut self,
+        id: Id,
+        plen: u32,
+        stored: &[u8],
+        cid: Option<Id>,
+    ) -> std::io::Result<()> {
+        debug_assert!(cid.is_none_or(|c| c == Id::of_bytes(stored)));
         let slen = u32::try_from(stored.len()).map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "blob larger than 4 GiB")
         })?;
         self.entries.push(PackEntry {
             id,
-            cid: (self.kind == PackKind::Group).then(|| Id::of_bytes(stored)),
+            cid: (self.kind == PackKind::Group)
+                .then(|| cid.unwrap_or_else(|| Id::of_bytes(stored))),
             offset: self.size,
             slen,
             plen,

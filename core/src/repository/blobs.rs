@@ -24,6 +24,9 @@ pub struct SealedBlob {
     pub plen: u32,
     /// Stored bytes.
     pub stored: Vec<u8>,
+    /// BLAKE3 of `stored` for a group data blob (its pack header records it), computed by
+    /// the worker that sealed it rather than under the packer's lock.
+    pub cid: Option<Id>,
 }
 
 impl Repository {
@@ -62,11 +65,13 @@ impl Repository {
         };
         let aad = self.aad(btype, &id);
         let c = compress::encode(plain, self.config.zstd_level, 13);
+        let stored = blob::seal_in_place(ck, &aad, c);
         SealedBlob {
             btype,
             id,
             plen: plain.len() as u32,
-            stored: blob::seal_in_place(ck, &aad, c),
+            cid: (btype == BlobType::GroupData).then(|| Id::of_bytes(&stored)),
+            stored,
         }
     }
 
@@ -85,6 +90,7 @@ impl Repository {
             id: tid,
             plen: encoded.len() as u32,
             stored: blob::seal_in_place(&ck, &aad, c),
+            cid: None,
         }
     }
 

@@ -188,7 +188,7 @@ impl Packer<'_> {
                     })?);
             }
             let w = slot.as_mut().ok_or(Error::Cancelled)?;
-            w.add(blob.id, blob.plen, &blob.stored)
+            w.add_with_cid(blob.id, blob.plen, &blob.stored, blob.cid)
                 .map_err(|e| Error::io("write spool file in", self.repo.spool_dir(), e))?;
             let size = w.size();
             let full = size >= 2 * target
