@@ -52,9 +52,18 @@ repo_for() { # backend round -> location
   esac
 }
 
+# Every step starts from a cold page cache with nothing dirty, as in compare.sh: otherwise a
+# restore pays for the writeback and reclaim of the previous one's 2 GB, and the numbers
+# swing by 4x from round to round.
+drop_caches() {
+  sync
+  if [ -w /proc/sys/vm/drop_caches ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+}
+
 measure() { # backend round step cmd... ; records wall time and peak RSS
   local b=$1 r=$2 step=$3; shift 3
   local err="$WORK/$b-r$r-$step.err"
+  drop_caches
   if ! /usr/bin/time -f '%e %M' "$@" >/dev/null 2>"$err"; then
     echo "FAILED: $b round $r $step" >&2; cat "$err" >&2; exit 1
   fi
@@ -74,6 +83,7 @@ for r in $(seq 1 "$ROUNDS"); do
     target="$WORK/restore-$b-r$r"
     measure "$b" "$r" restore "$CAIRN" -r "$repo" "${opts[@]}" restore -q latest --target "$target"
     rm -rf "$target"
+    sync
   done
 done
 
@@ -83,7 +93,7 @@ col() { awk -F, -v b="$1" -v s="$2" '$3==b && $4==s {print $5}' "$CSV" | median;
   echo "# Remote repositories vs local: $TS"
   echo
   echo "cairn $("$CAIRN" --version | cut -d' ' -f2), $(nproc) cores, dataset $DATA ($((DATA_BYTES / 1000000)) MB),"
-  echo "servers on 127.0.0.1 (OpenSSH $(ssh -V 2>&1 | cut -d, -f1 | cut -d_ -f2), SeaweedFS 4.48); warm page cache; medians of $ROUNDS interleaved rounds."
+  echo "servers on 127.0.0.1 (OpenSSH $(ssh -V 2>&1 | cut -d, -f1 | cut -d_ -f2), SeaweedFS 4.48); page cache dropped before each step; medians of $ROUNDS interleaved rounds."
   echo
   echo "| step | local | sftp | s3 | sftp/local throughput | s3/local throughput |"
   echo "|---|---:|---:|---:|---:|---:|"
