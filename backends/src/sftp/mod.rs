@@ -38,12 +38,13 @@
 //! Options: `sftp.identity`, `sftp.known-hosts`, `sftp.connections` (1 to 64) and
 //! `sftp.timeout` (seconds a blocking network call may wait, default 120).
 
+mod ahead;
 mod errors;
 mod hostkey;
 mod session;
 mod write;
 
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -426,19 +427,16 @@ impl Backend for SftpBackend {
             file.seek(SeekFrom::Start(r.start))
                 .map_err(|e| io_other("read_stream", path, e))?;
             let len = r.end - r.start;
-            // The limit sits below the buffer, so no request ever asks for bytes past the
-            // range, and a small range gets a small buffer.
-            let cap = usize::try_from(len).map_or(CHUNK, |l| l.clamp(1, CHUNK));
-            let mut reader = Tracked {
-                inner: BufReader::with_capacity(cap, file.take(len)),
-                failed: None,
-            };
-            match consumer(&mut reader) {
+            // The take() sits below the read-ahead, so no request ever asks for bytes past
+            // the range, and a small range gets a small buffer.
+            let (res, failed) = ahead::read_ahead(file, len, |reader| {
+                let res = consumer(reader);
+                (res, reader.failed)
+            });
+            match res {
                 Ok(()) => Ok(()),
                 // The transfer failed underneath the consumer: classify that failure.
-                Err(e) if reader.failed.is_some() => {
-                    Err(self.stream_error(sftp, "read_stream", path, e))
-                }
+                Err(e) if failed.is_some() => Err(self.stream_error(sftp, "read_stream", path, e)),
                 // The consumer's own failure (say, a full local disk during restore).
                 Err(e) => Err(BackendError::new(
                     BackendErrorKind::Other,
@@ -459,21 +457,6 @@ impl Backend for SftpBackend {
         self.with_conn("remove", path, |sftp| {
             sftp.unlink(&full).map_err(|e| ssh_err("remove", path, e))
         })
-    }
-}
-
-/// A reader that remembers whether the transfer itself failed, so a consumer error can be
-/// told apart from a network one.
-struct Tracked<R> {
-    inner: R,
-    failed: Option<io::ErrorKind>,
-}
-
-impl<R: Read> Read for Tracked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner
-            .read(buf)
-            .inspect_err(|e| self.failed = Some(e.kind()))
     }
 }
 
