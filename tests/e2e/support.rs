@@ -240,6 +240,20 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Whether a test may mount a tmpfs (it needs root). Outside CI it says why it skips;
+/// under CI, not being root is a failure: CI must not pass by testing less.
+pub fn can_mount() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must run the e2e tests as root"
+    );
+    eprintln!("skipped: mounting a tmpfs needs root");
+    false
+}
+
 const MIB: u64 = 1 << 20;
 
 /// One declared entry or attribute of a source tree. Paths are relative, as raw bytes.
