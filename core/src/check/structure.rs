@@ -133,6 +133,10 @@ impl<'a> Checker<'a> {
                     self.index_names.push((dir, name));
                 }
                 Some((_, HostDir::Snapshots, name)) => self.snapshot_names.push(name),
+                // Prune state is checked by `check_prune_state`, which reads it whole.
+                Some((_, HostDir::Sessions, _)) => {}
+                None if path == layout::PRUNE_LOCK || layout::parse_admin_file(&path).is_some() => {
+                }
                 None => junk.push((path, "not part of the repository layout")),
             }
         }
@@ -192,7 +196,10 @@ impl<'a> Checker<'a> {
                 HostDir::Index => (FileType::SharedIndex, true),
                 _ => (FileType::PrivateIndex, false),
             };
-            match self.repo.read_index_file(&path, &name, ftype, false) {
+            match self
+                .repo
+                .read_index_file(self.repo.own_keys(), &path, &name, ftype, false)
+            {
                 Err(e) => {
                     let p = Problem::new(K::IndexFileDamaged, path, reason(&e));
                     self.report.add(p);

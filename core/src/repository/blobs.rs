@@ -8,7 +8,7 @@ use super::Repository;
 use crate::backend::layout::{self, HostDir};
 use crate::compress;
 use crate::crypto::blob::{self, BlobType};
-use crate::crypto::keys::kh;
+use crate::crypto::keys::{kh, HostKeys};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::BlobLocation;
@@ -30,10 +30,10 @@ pub struct SealedBlob {
 }
 
 impl Repository {
-    fn aad(&self, btype: BlobType, id: &Id) -> [u8; blob::AAD_LEN] {
+    fn aad(&self, host: &HostKeys, btype: BlobType, id: &Id) -> [u8; blob::AAD_LEN] {
         let (scope, epoch) = match btype {
             BlobType::GroupData => (self.group.group_id, self.group.epoch),
-            BlobType::PrivateData | BlobType::Tree => (self.host.host_id, self.host.epoch),
+            BlobType::PrivateData | BlobType::Tree => (host.host_id, host.epoch),
         };
         blob::aad(&self.config.repo_id, btype, &scope, epoch, id)
     }
@@ -49,10 +49,15 @@ impl Repository {
 
     /// The blob id of a content entry of a tree.
     pub fn content_id(&self, c: &ContentRef) -> (BlobType, Id) {
+        self.content_id_as(&self.host, c)
+    }
+
+    /// The blob id of a content entry of a tree written by `host`.
+    pub fn content_id_as(&self, host: &HostKeys, c: &ContentRef) -> (BlobType, Id) {
         if c.scope == SCOPE_GROUP {
             (BlobType::GroupData, Id(kh(&self.group.k_id, &c.ck)))
         } else {
-            (BlobType::PrivateData, Id(kh(&self.host.k_pid, &c.ck)))
+            (BlobType::PrivateData, Id(kh(&host.k_pid, &c.ck)))
         }
     }
 
@@ -63,7 +68,7 @@ impl Repository {
         } else {
             BlobType::GroupData
         };
-        let aad = self.aad(btype, &id);
+        let aad = self.aad(&self.host, btype, &id);
         let c = compress::encode(plain, self.config.zstd_level, 13);
         let stored = blob::seal_in_place(ck, &aad, c);
         SealedBlob {
@@ -83,7 +88,7 @@ impl Repository {
     /// Seals an encoded tree under its id.
     pub fn seal_tree(&self, encoded: &[u8], tid: Id) -> SealedBlob {
         let ck = kh(&self.host.k_tkey, &tid.0);
-        let aad = self.aad(BlobType::Tree, &tid);
+        let aad = self.aad(&self.host, BlobType::Tree, &tid);
         let c = compress::encode(encoded, self.config.zstd_level, 13);
         SealedBlob {
             btype: BlobType::Tree,
@@ -104,6 +109,19 @@ impl Repository {
         loc: &BlobLocation<'_>,
         stored: &[u8],
     ) -> Result<Vec<u8>> {
+        self.open_blob_as(&self.host, btype, id, ck, loc, stored)
+    }
+
+    /// [`Self::open_blob`] for a tree or private blob written by `host`.
+    pub fn open_blob_as(
+        &self,
+        host: &HostKeys,
+        btype: BlobType,
+        id: &Id,
+        ck: Option<&[u8; 32]>,
+        loc: &BlobLocation<'_>,
+        stored: &[u8],
+    ) -> Result<Vec<u8>> {
         let fail = |stage: &'static str| Error::BlobIntegrity {
             id: id.to_hex(),
             pack: loc.pack.name.to_hex(),
@@ -116,19 +134,19 @@ impl Repository {
         let tree_ck;
         let ck = match (btype, ck) {
             (BlobType::Tree, _) => {
-                tree_ck = kh(&self.host.k_tkey, &id.0);
+                tree_ck = kh(&host.k_tkey, &id.0);
                 &tree_ck
             }
             (_, Some(ck)) => ck,
             (_, None) => return Err(fail("content")),
         };
-        let c = blob::open(ck, &self.aad(btype, id), stored).map_err(|_| fail("aead"))?;
+        let c = blob::open(ck, &self.aad(host, btype, id), stored).map_err(|_| fail("aead"))?;
         let plain = compress::decode(&c, loc.plen as usize).map_err(|_| fail("decompress"))?;
         // GCM does not commit to its key: re-derive the key from the plaintext and compare.
         let ok = match btype {
             BlobType::GroupData => kh(&self.group.k_conv, &plain) == *ck,
-            BlobType::PrivateData => kh(&self.host.k_pconv, &plain) == *ck,
-            BlobType::Tree => kh(&self.host.k_tid, &plain) == id.0,
+            BlobType::PrivateData => kh(&host.k_pconv, &plain) == *ck,
+            BlobType::Tree => kh(&host.k_tid, &plain) == id.0,
         };
         if !ok || plain.len() != loc.plen as usize {
             return Err(fail("content"));
@@ -143,6 +161,17 @@ impl Repository {
 
     /// Reads and opens one blob through the index.
     pub fn load_blob(&self, btype: BlobType, id: &Id, ck: Option<&[u8; 32]>) -> Result<Vec<u8>> {
+        self.load_blob_as(&self.host, btype, id, ck)
+    }
+
+    /// [`Self::load_blob`] for a blob written by `host`.
+    pub fn load_blob_as(
+        &self,
+        host: &HostKeys,
+        btype: BlobType,
+        id: &Id,
+        ck: Option<&[u8; 32]>,
+    ) -> Result<Vec<u8>> {
         let loc = self.index.lookup(id).ok_or_else(|| Error::NotFound {
             what: "blob",
             name: id.to_hex(),
@@ -151,19 +180,24 @@ impl Repository {
         let range = loc.offset..loc.offset + u64::from(loc.slen);
         if let (BlobType::Tree, Some(cache)) = (btype, &self.cache) {
             let stored = cache.read_range(&*self.backend, &path, &loc.pack.name, range.clone())?;
-            match self.open_blob(btype, id, ck, &loc, &stored) {
+            match self.open_blob_as(host, btype, id, ck, &loc, &stored) {
                 Ok(p) => return Ok(p),
                 // A damaged cached copy: drop it and ask the repository itself.
                 Err(_) => cache.forget(&path),
             }
         }
         let stored = self.backend.read(&path, Some(range))?;
-        self.open_blob(btype, id, ck, &loc, &stored)
+        self.open_blob_as(host, btype, id, ck, &loc, &stored)
     }
 
     /// Loads and decodes a tree.
     pub fn load_tree(&self, tid: &Id) -> Result<Tree> {
-        let plain = self.load_blob(BlobType::Tree, tid, None)?;
+        self.load_tree_as(&self.host, tid)
+    }
+
+    /// Loads and decodes a tree written by `host`.
+    pub fn load_tree_as(&self, host: &HostKeys, tid: &Id) -> Result<Tree> {
+        let plain = self.load_blob_as(host, BlobType::Tree, tid, None)?;
         Tree::decode(&plain).map_err(|e| Error::corrupt("tree", tid.to_hex(), e.to_string()))
     }
 }

@@ -3,6 +3,7 @@
 use super::Repository;
 use crate::backend::layout::{self, HostDir};
 use crate::backend::WriteBody;
+use crate::crypto::keys::HostKeys;
 use crate::crypto::sealed::{self, Expect, FileType, SealedHeader};
 use crate::crypto::Key32;
 use crate::error::{Error, Result};
@@ -14,22 +15,29 @@ use crate::snapshot::Snapshot;
 pub type Loaded<T> = (Vec<T>, Vec<Error>);
 
 impl Repository {
-    fn seal_key(&self, ftype: FileType) -> (&Key32, Id16, u32) {
+    fn seal_key<'k>(&'k self, host: &'k HostKeys, ftype: FileType) -> (&'k Key32, Id16, u32) {
         match ftype {
-            FileType::SharedIndex | FileType::GroupPackHeader => {
-                (&self.group.k_sidx, self.group.group_id, self.group.epoch)
-            }
-            _ => (&self.host.k_meta, self.host.host_id, self.host.epoch),
+            FileType::SharedIndex
+            | FileType::GroupPackHeader
+            | FileType::PrunePlan
+            | FileType::SweepRecord => (&self.group.k_sidx, self.group.group_id, self.group.epoch),
+            _ => (&host.k_meta, host.host_id, host.epoch),
         }
     }
 
     /// Seals a payload as a file of type `ftype` written by this host.
     pub fn seal_file(&self, ftype: FileType, payload: &[u8]) -> Vec<u8> {
-        let (key, scope_id, scope_epoch) = self.seal_key(ftype);
+        self.seal_file_as(&self.host, ftype, payload)
+    }
+
+    /// Seals a payload as a file of type `ftype` written as `host` (the admin rewrites a
+    /// host's index and packs when it prunes).
+    pub fn seal_file_as(&self, host: &HostKeys, ftype: FileType, payload: &[u8]) -> Vec<u8> {
+        let (key, scope_id, scope_epoch) = self.seal_key(host, ftype);
         let hdr = SealedHeader {
             ftype: ftype as u8,
             repo_id: self.config.repo_id,
-            writer_id: self.host.host_id,
+            writer_id: host.host_id,
             scope_id,
             scope_epoch,
             seq: u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0),
@@ -46,11 +54,24 @@ impl Repository {
         name: &str,
         bytes: &[u8],
     ) -> Result<Vec<u8>> {
-        let (key, _, _) = self.seal_key(ftype);
+        self.open_file_as(&self.host, ftype, Some(writer), name, bytes)
+    }
+
+    /// Opens a sealed file of type `ftype` with `host`'s keys; `writer`, when the file's
+    /// location names one, must match its header.
+    pub fn open_file_as(
+        &self,
+        host: &HostKeys,
+        ftype: FileType,
+        writer: Option<Id16>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>> {
+        let (key, _, _) = self.seal_key(host, ftype);
         let expect = Expect {
             ftype,
             repo_id: self.config.repo_id,
-            writer_id: Some(writer),
+            writer_id: writer,
         };
         sealed::open(key, &expect, bytes)
             .map(|(_, p)| p)
@@ -58,10 +79,21 @@ impl Repository {
     }
 
     /// Writes a sealed file into this host's `dir`; returns its name.
-    fn save_sealed(&self, dir: HostDir, ftype: FileType, payload: &[u8]) -> Result<Id> {
-        let bytes = self.seal_file(ftype, payload);
+    pub(crate) fn save_sealed(&self, dir: HostDir, ftype: FileType, payload: &[u8]) -> Result<Id> {
+        self.save_sealed_as(&self.host, dir, ftype, payload)
+    }
+
+    /// Writes a sealed file into `host`'s `dir`; returns its name.
+    pub(crate) fn save_sealed_as(
+        &self,
+        host: &HostKeys,
+        dir: HostDir,
+        ftype: FileType,
+        payload: &[u8],
+    ) -> Result<Id> {
+        let bytes = self.seal_file_as(host, ftype, payload);
         let name = Id::of_bytes(&bytes);
-        let path = layout::host_file(&self.host.host_id, dir, &name);
+        let path = layout::host_file(&host.host_id, dir, &name);
         self.backend.write(&path, &WriteBody::Bytes(&bytes))?;
         if let (Some(c), HostDir::Index | HostDir::TreeIndex) = (&self.cache, dir) {
             c.store(&path, &bytes);
@@ -89,10 +121,25 @@ impl Repository {
 
     /// Writes an index file (shared or private, by `private`); returns its name.
     pub fn save_index_file(&self, f: &IndexFile, private: bool) -> Result<Id> {
+        self.save_index_file_as(&self.host, f, private)
+    }
+
+    /// Writes an index file of `host`'s packs into its prefix; returns its name.
+    pub(crate) fn save_index_file_as(
+        &self,
+        host: &HostKeys,
+        f: &IndexFile,
+        private: bool,
+    ) -> Result<Id> {
         if private {
-            self.save_sealed(HostDir::TreeIndex, FileType::PrivateIndex, &f.encode())
+            self.save_sealed_as(
+                host,
+                HostDir::TreeIndex,
+                FileType::PrivateIndex,
+                &f.encode(),
+            )
         } else {
-            self.save_sealed(HostDir::Index, FileType::SharedIndex, &f.encode())
+            self.save_sealed_as(host, HostDir::Index, FileType::SharedIndex, &f.encode())
         }
     }
 
@@ -115,10 +162,21 @@ impl Repository {
 
     /// Loads one snapshot by name.
     pub fn load_snapshot(&self, name: &Id) -> Result<Snapshot> {
-        let path = layout::host_file(&self.host.host_id, HostDir::Snapshots, name);
+        self.load_snapshot_as(&self.host, name)
+    }
+
+    /// Loads one snapshot of `host` by name.
+    pub fn load_snapshot_as(&self, host: &HostKeys, name: &Id) -> Result<Snapshot> {
+        let path = layout::host_file(&host.host_id, HostDir::Snapshots, name);
         let bytes = self.read_named(&path, name, "snapshot")?;
-        let plain = self.open_file(FileType::Snapshot, self.host.host_id, &path, &bytes)?;
-        Snapshot::decode(&plain).map_err(|e| Error::corrupt("snapshot", path, e.to_string()))
+        let plain =
+            self.open_file_as(host, FileType::Snapshot, Some(host.host_id), &path, &bytes)?;
+        let s = Snapshot::decode(&plain)
+            .map_err(|e| Error::corrupt("snapshot", path.clone(), e.to_string()))?;
+        if s.host_id != host.host_id {
+            return Err(Error::corrupt("snapshot", path, "names another host"));
+        }
+        Ok(s)
     }
 
     /// Loads every snapshot of this host, oldest first. Unreadable snapshot files are
@@ -148,7 +206,7 @@ impl Repository {
         ] {
             for name in self.list_names(dir)? {
                 let path = layout::host_file(&self.host.host_id, dir, &name);
-                match self.read_index_file(&path, &name, ftype, true) {
+                match self.read_index_file(&self.host, &path, &name, ftype, true) {
                     Ok(f) => out.push((path, f)),
                     Err(e) => bad.push(e),
                 }
@@ -160,6 +218,7 @@ impl Repository {
     /// Reads, checks and decodes one index file (`check` reports each damaged one by path).
     pub(crate) fn read_index_file(
         &self,
+        host: &HostKeys,
         path: &str,
         name: &Id,
         ftype: FileType,
@@ -178,10 +237,10 @@ impl Repository {
                 "content does not match its name (BLAKE3)",
             ));
         }
-        let plain = self.open_file(ftype, self.host.host_id, path, &bytes)?;
+        let plain = self.open_file_as(host, ftype, Some(host.host_id), path, &bytes)?;
         let f = IndexFile::decode(&plain)
             .map_err(|e| Error::corrupt(ftype.name(), path, e.to_string()))?;
-        if f.writer != self.host.host_id {
+        if f.writer != host.host_id {
             return Err(Error::corrupt(
                 ftype.name(),
                 path,

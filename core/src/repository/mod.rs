@@ -7,9 +7,11 @@
 mod blobs;
 pub mod cache;
 mod files;
+mod hosts;
 pub mod keys;
 pub mod packer;
 mod packs;
+mod plans;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use crate::id::Id16;
 use crate::index::MasterIndex;
 
 pub use blobs::TreeCache;
+pub use hosts::HostFiles;
 pub use keys::{InitOptions, KeyInfo};
 
 /// An open repository: config verified, keys unlocked.
@@ -74,6 +77,11 @@ impl Repository {
     /// The loaded index.
     pub fn index(&self) -> &MasterIndex {
         &self.index
+    }
+
+    /// Replaces the in-memory index (prune loads every host's index files).
+    pub(crate) fn replace_index(&mut self, index: MasterIndex) {
+        self.index = index;
     }
 
     /// Where packs are spooled before upload.
