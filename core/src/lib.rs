@@ -14,6 +14,7 @@ pub mod browse;
 pub mod cbor;
 pub mod check;
 pub mod chunker;
+pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod cost;
@@ -23,6 +24,8 @@ pub mod id;
 pub mod index;
 pub mod mirror;
 pub mod pack;
+pub mod prune;
+pub mod session;
 pub mod snapshot;
 pub mod source;
 #[cfg(any(test, feature = "test-util"))]

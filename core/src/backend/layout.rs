@@ -9,6 +9,12 @@ pub const CONFIG: &str = "config";
 pub const ADMIN_KEYS: &str = "keys/admin";
 /// Directory of all hosts' files.
 pub const HOSTS: &str = "hosts";
+/// Signed prune plans (`admin/plans/<name>`).
+pub const PLANS: &str = "admin/plans";
+/// Signed sweep records (`admin/sweeps/<name>`).
+pub const SWEEPS: &str = "admin/sweeps";
+/// The admin's prune lock: only prunes exclude each other; backups never look at it.
+pub const PRUNE_LOCK: &str = "admin/lock";
 
 /// Kinds of per-host directories.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +27,8 @@ pub enum HostDir {
     TreeIndex,
     /// `snapshots/<name>`
     Snapshots,
+    /// `sessions/<name>`: backup session markers (prune's view of running backups).
+    Sessions,
 }
 
 impl HostDir {
@@ -30,6 +38,7 @@ impl HostDir {
             HostDir::Index => "index",
             HostDir::TreeIndex => "tindex",
             HostDir::Snapshots => "snapshots",
+            HostDir::Sessions => "sessions",
         }
     }
 }
@@ -54,6 +63,18 @@ pub fn host_file(host: &Id16, dir: HostDir, name: &Id) -> String {
     }
 }
 
+/// Path of an admin file (plan or sweep record) named by its BLAKE3.
+pub fn admin_file(dir: &str, name: &Id) -> String {
+    format!("{dir}/{}", name.to_hex())
+}
+
+/// Splits a listed admin file path into (directory, name): plans and sweep records.
+pub fn parse_admin_file(path: &str) -> Option<(&'static str, Id)> {
+    let (dir, name) = path.rsplit_once('/')?;
+    let dir = [PLANS, SWEEPS].into_iter().find(|d| *d == dir)?;
+    Some((dir, name.parse().ok()?))
+}
+
 /// Splits a listed path back into (host, dir, name); `None` for anything that is not a
 /// well-formed host file (temporary files, foreign junk).
 pub fn parse_host_file(path: &str) -> Option<(Id16, HostDir, Id)> {
@@ -67,6 +88,7 @@ pub fn parse_host_file(path: &str) -> Option<(Id16, HostDir, Id)> {
         "index" => HostDir::Index,
         "tindex" => HostDir::TreeIndex,
         "snapshots" => HostDir::Snapshots,
+        "sessions" => HostDir::Sessions,
         _ => return None,
     };
     let mut name = parts.next()?;
@@ -96,6 +118,7 @@ mod tests {
             HostDir::Index,
             HostDir::TreeIndex,
             HostDir::Snapshots,
+            HostDir::Sessions,
         ] {
             let p = host_file(&host, dir, &name);
             assert_eq!(parse_host_file(&p), Some((host, dir, name)), "{p}");

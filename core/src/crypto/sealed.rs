@@ -36,6 +36,12 @@ pub enum FileType {
     GroupPackHeader = 4,
     /// The header of a tree or private data pack (host key).
     HostPackHeader = 5,
+    /// A backup session marker (host key).
+    SessionMarker = 6,
+    /// A prune plan (group key, signed by the admin).
+    PrunePlan = 9,
+    /// A sweep record (group key, signed by the admin).
+    SweepRecord = 11,
 }
 
 impl FileType {
@@ -46,6 +52,9 @@ impl FileType {
             FileType::SharedIndex => "index file",
             FileType::PrivateIndex => "tree index file",
             FileType::GroupPackHeader | FileType::HostPackHeader => "pack header",
+            FileType::SessionMarker => "session marker",
+            FileType::PrunePlan => "prune plan",
+            FileType::SweepRecord => "sweep record",
         }
     }
 }

@@ -116,7 +116,7 @@ fn stage(path: &str) -> u8 {
     match layout::parse_host_file(path) {
         Some((_, HostDir::Packs, _)) => 0,
         Some((_, HostDir::Index | HostDir::TreeIndex, _)) => 1,
-        Some((_, HostDir::Snapshots, _)) => 2,
+        Some((_, HostDir::Snapshots | HostDir::Sessions, _)) => 2,
         None if path == layout::CONFIG => 4,
         None => 3,
     }
@@ -124,7 +124,9 @@ fn stage(path: &str) -> u8 {
 
 /// The BLAKE3 a file must have, if its name says.
 fn expected_id(path: &str) -> Option<Id> {
-    layout::parse_host_file(path).map(|(_, _, id)| id)
+    layout::parse_host_file(path)
+        .map(|(_, _, id)| id)
+        .or_else(|| layout::parse_admin_file(path).map(|(_, id)| id))
 }
 
 fn listing(b: &dyn Backend, side: &'static str) -> Result<BTreeMap<String, u64>, MirrorError> {
