@@ -11,7 +11,10 @@
 //! names is still in the index.
 
 mod prefetch;
+mod session;
 mod walk;
+
+pub use session::with_session;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

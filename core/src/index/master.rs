@@ -107,6 +107,17 @@ impl MasterIndex {
         }
     }
 
+    /// Forgets the copies `condemned(pack name, blob id)` says are condemned, so dedup and
+    /// change detection treat those blobs as absent and store them again. Returns how many
+    /// copies were dropped.
+    pub fn drop_condemned(&mut self, condemned: impl Fn(&Id, &Id) -> bool) -> usize {
+        let before = self.entries.len();
+        let packs = &self.packs;
+        self.entries
+            .retain(|e| !condemned(&packs[e.pack as usize].name, &e.id));
+        before - self.entries.len()
+    }
+
     /// Where a blob is, if known.
     pub fn lookup(&self, id: &Id) -> Option<BlobLocation<'_>> {
         debug_assert!(self.sorted, "lookup before finalize");

@@ -32,7 +32,8 @@ impl Repository {
             Some(5) => FileType::HostPackHeader,
             _ => return Err(bad("unknown pack header type".into())),
         };
-        let plain = self.open_file(ftype, host, &path, &sealed)?;
+        let plain =
+            self.open_file_as(&self.host_keys_of(host), ftype, Some(host), &path, &sealed)?;
         let h = decode_header(&plain, hoff).map_err(bad)?;
         let expected = if h.kind == crate::pack::PackKind::Group {
             FileType::GroupPackHeader
@@ -66,10 +67,14 @@ impl Repository {
     /// their blobs are reused instead of uploaded again. Returns how many were indexed;
     /// unreadable packs are left for `check` to report.
     pub fn recover_orphan_packs(&mut self) -> Result<usize> {
+        // A pack an open plan names is on its way out (a killed Sweep may already have
+        // dropped it from the index): adopting it would resurrect what Sweep removes.
+        let (open, _, _) = self.open_plans()?;
         let orphans: Vec<(Id, u64)> = self
             .list_packs()?
             .into_iter()
             .filter(|(name, _)| !self.index.has_pack(name))
+            .filter(|(name, _)| !open.iter().any(|p| p.pack(name).is_some()))
             .collect();
         if orphans.is_empty() {
             return Ok(0);
@@ -107,5 +112,73 @@ impl Repository {
         }
         self.index.finalize();
         Ok(n)
+    }
+}
+
+/// Blobs of one pack closer than this are fetched with one ranged read.
+const MERGE_GAP: u64 = 1 << 20;
+
+impl Repository {
+    /// Streams the stored bytes of `entries` (blobs of pack `name` under `host`, any
+    /// order) to `f`, one blob at a time in offset order, with one ranged read per run of
+    /// nearby blobs: memory is one blob, never the pack. `f` sees each blob once, even when
+    /// a read is retried from its start. It is handed bytes as stored; the caller
+    /// authenticates them with what it knows (cid, content key) before use.
+    pub fn stream_pack_blobs(
+        &self,
+        host: Id16,
+        name: &Id,
+        entries: &[crate::pack::PackEntry],
+        f: &mut dyn FnMut(&crate::pack::PackEntry, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        use std::io::Read;
+        let path = layout::host_file(&host, HostDir::Packs, name);
+        let mut sorted: Vec<&crate::pack::PackEntry> = entries.iter().collect();
+        sorted.sort_by_key(|e| e.offset);
+        let mut start = 0;
+        while start < sorted.len() {
+            let mut end = start + 1;
+            let mut range_end = sorted[start].offset + u64::from(sorted[start].slen);
+            while end < sorted.len()
+                && sorted[end].offset >= range_end
+                && sorted[end].offset <= range_end + MERGE_GAP
+            {
+                range_end = sorted[end].offset + u64::from(sorted[end].slen);
+                end += 1;
+            }
+            let run = &sorted[start..end];
+            let first = run[0].offset;
+            let mut delivered = 0usize;
+            let mut failed: Option<Error> = None;
+            let mut buf = Vec::new();
+            let r = self.backend.read_stream(
+                &path,
+                Some(first..range_end),
+                &mut |rd: &mut dyn Read| {
+                    let mut pos = first;
+                    for (i, e) in run.iter().enumerate() {
+                        std::io::copy(&mut (&mut *rd).take(e.offset - pos), &mut std::io::sink())?;
+                        buf.resize(e.slen as usize, 0);
+                        rd.read_exact(&mut buf)?;
+                        pos = e.offset + u64::from(e.slen);
+                        if i < delivered {
+                            continue; // handed over before the read was retried
+                        }
+                        delivered += 1;
+                        if let Err(err) = f(e, &buf) {
+                            failed = Some(err);
+                            return Err(std::io::Error::other("consumer failed"));
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            r?;
+            start = end;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,389 @@
+//! The cost model: for every pack with unused blobs, what deleting or repacking it costs
+//! now (bytes down and up, requests by class, money, time) against the storage it saves
+//! each month; a pack is repacked when that pays back within the horizon.
+
+use serde::Serialize;
+
+use super::price::PriceProfile;
+use crate::cost::RequestClass;
+use crate::id::{Id, Id16};
+
+/// A pack with unused blobs, as the cost model sees it.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Host prefix.
+    pub host: Id16,
+    /// Pack name.
+    pub name: Id,
+    /// Stored length.
+    pub len: u64,
+    /// Bytes of blobs still referenced (to copy when repacking).
+    pub live_bytes: u64,
+    /// Number of ranged reads the live blobs take.
+    pub live_ranges: u64,
+    /// Age in days (from the index file that first listed it).
+    pub age_days: f64,
+}
+
+impl Candidate {
+    /// Whether nothing in it is referenced.
+    pub fn fully_dead(&self) -> bool {
+        self.live_bytes == 0
+    }
+}
+
+/// What to do with a candidate.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Delete it: nothing in it is used.
+    Delete,
+    /// Copy its used blobs into a new pack, then delete it.
+    Repack {
+        /// Days until the money spent now is saved back.
+        payback_days: Option<f64>,
+    },
+    /// Leave it.
+    Keep {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Limits and horizon of a prune.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Repack a pack only when its cost is saved back within this many days.
+    pub max_payback_days: f64,
+    /// Download at most this many bytes for repacking.
+    pub max_download: Option<u64>,
+    /// Repack at most this many bytes of packs.
+    pub max_repack: Option<u64>,
+    /// restic's rule instead of payback: repack (most unused first) until unused space is at
+    /// most this share of the repository (0..=1).
+    pub max_unused: Option<f64>,
+    /// Whether a delete frees space now (false for B2 keys that may only hide files).
+    pub delete_frees: bool,
+    /// Download and upload rates for time estimates (bytes/s).
+    pub down_rate: f64,
+    /// Upload rate (bytes/s).
+    pub up_rate: f64,
+    /// Size a repacked pack is filled to.
+    pub pack_target: u64,
+}
+
+/// Totals of a decision, the estimate a dry run prints.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Estimate {
+    /// Packs deleted whole.
+    pub packs_deleted: u64,
+    /// Packs repacked.
+    pub packs_repacked: u64,
+    /// Packs with unused blobs left as they are.
+    pub packs_kept: u64,
+    /// Bytes freed by deletions and repacks.
+    pub bytes_freed: u64,
+    /// Unused bytes left in kept packs.
+    pub bytes_unused_kept: u64,
+    /// Bytes downloaded to repack.
+    pub bytes_down: u64,
+    /// Bytes uploaded (new packs).
+    pub bytes_up: u64,
+    /// Requests by class (`list`, `head`, `get`, `put`, `delete`).
+    pub requests: std::collections::BTreeMap<&'static str, u64>,
+    /// Money spent now, in US dollars.
+    pub cost_now: f64,
+    /// Seconds of transfer at the assumed rates.
+    pub seconds: f64,
+    /// Money saved per month once deletions take effect.
+    pub saved_per_month: f64,
+    /// Days until `cost_now` is saved back (none when nothing is saved).
+    pub payback_days: Option<f64>,
+}
+
+impl Estimate {
+    fn add_requests(&mut self, class: RequestClass, n: u64) {
+        *self.requests.entry(class.as_str()).or_default() += n;
+    }
+
+    /// Price the request counts and bytes under `price`.
+    fn price(&mut self, price: &PriceProfile, stored: u64, policy: &Policy) {
+        let requests: f64 = RequestClass::ALL
+            .iter()
+            .map(|c| price.requests(*c, *self.requests.get(c.as_str()).unwrap_or(&0)))
+            .sum();
+        self.cost_now = requests + price.egress(self.bytes_down, stored, 0);
+        self.seconds =
+            self.bytes_down as f64 / policy.down_rate + self.bytes_up as f64 / policy.up_rate;
+        self.payback_days =
+            (self.saved_per_month > 0.0).then(|| self.cost_now / self.saved_per_month * 30.0);
+    }
+}
+
+/// Money a repack of `c` costs now, and what it saves per month.
+fn repack_money(c: &Candidate, price: &PriceProfile, stored: u64, policy: &Policy) -> (f64, f64) {
+    let parts = (c.live_bytes as f64 / policy.pack_target as f64).max(0.0);
+    let now = price.requests(RequestClass::Get, c.live_ranges)
+        + price.requests(RequestClass::Put, 1) * parts
+        + price.requests(RequestClass::Delete, 1)
+        + price.egress(c.live_bytes, stored, 0)
+        // Deleting before the minimum storage duration bills the remaining days now.
+        + early_delete(c, price);
+    let saved = if policy.delete_frees {
+        price.storage_month(c.len) - price.storage_month(c.live_bytes)
+    } else {
+        0.0
+    };
+    (now, saved)
+}
+
+fn early_delete(c: &Candidate, price: &PriceProfile) -> f64 {
+    let left = (price.min_storage_days - c.age_days).max(0.0);
+    price.storage_month(c.len) * left / 30.0
+}
+
+/// Decides every candidate; returns the actions (in `cands` order) and their totals.
+pub fn decide(
+    cands: &[Candidate],
+    price: &PriceProfile,
+    stored: u64,
+    policy: &Policy,
+) -> (Vec<Action>, Estimate) {
+    let mut actions: Vec<Action> = vec![
+        Action::Keep {
+            reason: String::new()
+        };
+        cands.len()
+    ];
+    // Fully unused packs: deleting never costs more than keeping them (a minimum storage
+    // duration bills the same days either way), so they always go.
+    for (i, c) in cands.iter().enumerate() {
+        if c.fully_dead() {
+            actions[i] = Action::Delete;
+        }
+    }
+    // Partly used packs, best first.
+    let mut order: Vec<(usize, f64, f64)> = cands
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.fully_dead())
+        .map(|(i, c)| {
+            let (now, saved) = repack_money(c, price, stored, policy);
+            (i, now, saved)
+        })
+        .collect();
+    let unused_total: u64 = cands.iter().map(|c| c.len - c.live_bytes).sum();
+    let mut unused_left = unused_total;
+    if policy.max_unused.is_some() || !price.priced {
+        // Most unused share first.
+        order.sort_by(|a, b| {
+            let ua = 1.0 - cands[a.0].live_bytes as f64 / cands[a.0].len.max(1) as f64;
+            let ub = 1.0 - cands[b.0].live_bytes as f64 / cands[b.0].len.max(1) as f64;
+            ub.total_cmp(&ua)
+        });
+        for c in cands.iter().filter(|c| c.fully_dead()) {
+            unused_left -= c.len;
+        }
+    } else {
+        order.sort_by(|a, b| payback(a.1, a.2).total_cmp(&payback(b.1, b.2)));
+    }
+    // Without money at stake (local disks, SFTP) the question is only time; restic's
+    // default of at most 5% unused space is the rule then.
+    let max_unused = policy.max_unused.or((!price.priced).then_some(0.05));
+    let mut down = 0u64;
+    let mut repacked = 0u64;
+    for (i, now, saved) in order {
+        let c = &cands[i];
+        let pb = payback(now, saved);
+        let reason = if let Some(limit) = max_unused {
+            (unused_left as f64 <= limit * stored as f64)
+                .then(|| format!("unused space already within {:.0}%", limit * 100.0))
+        } else if !policy.delete_frees {
+            Some("deleting only hides files with this key: nothing would be saved".into())
+        } else if pb > policy.max_payback_days {
+            Some(if pb.is_finite() {
+                format!(
+                    "repacking pays back in {:.0} days, more than the {:.0}-day horizon",
+                    pb, policy.max_payback_days
+                )
+            } else {
+                "repacking saves nothing".into()
+            })
+        } else {
+            None
+        };
+        let over_budget = policy.max_download.is_some_and(|m| down + c.live_bytes > m)
+            || policy.max_repack.is_some_and(|m| repacked + c.len > m);
+        actions[i] = match (reason, over_budget) {
+            (Some(reason), _) => Action::Keep { reason },
+            (None, true) => Action::Keep {
+                reason: "over the download or repack budget".into(),
+            },
+            (None, false) => {
+                down += c.live_bytes;
+                repacked += c.len;
+                unused_left = unused_left.saturating_sub(c.len - c.live_bytes);
+                Action::Repack {
+                    payback_days: pb.is_finite().then_some(pb),
+                }
+            }
+        };
+    }
+    let est = totals(cands, &actions, price, stored, policy);
+    (actions, est)
+}
+
+fn payback(now: f64, saved: f64) -> f64 {
+    if now <= 0.0 {
+        0.0
+    } else if saved <= 0.0 {
+        f64::INFINITY
+    } else {
+        now / saved * 30.0
+    }
+}
+
+/// The totals of a set of actions.
+pub fn totals(
+    cands: &[Candidate],
+    actions: &[Action],
+    price: &PriceProfile,
+    stored: u64,
+    policy: &Policy,
+) -> Estimate {
+    let mut e = Estimate::default();
+    let mut repack_live = 0u64;
+    for (c, a) in cands.iter().zip(actions) {
+        match a {
+            Action::Delete => {
+                e.packs_deleted += 1;
+                e.bytes_freed += c.len;
+                e.add_requests(RequestClass::Delete, 1);
+                if policy.delete_frees {
+                    e.saved_per_month += price.storage_month(c.len);
+                }
+            }
+            Action::Repack { .. } => {
+                e.packs_repacked += 1;
+                e.bytes_freed += c.len - c.live_bytes;
+                e.bytes_down += c.live_bytes;
+                repack_live += c.live_bytes;
+                e.add_requests(RequestClass::Get, c.live_ranges);
+                e.add_requests(RequestClass::Delete, 1);
+                if policy.delete_frees {
+                    e.saved_per_month +=
+                        price.storage_month(c.len) - price.storage_month(c.live_bytes);
+                }
+                e.cost_now += early_delete(c, price);
+            }
+            Action::Keep { .. } => {
+                e.packs_kept += 1;
+                e.bytes_unused_kept += c.len - c.live_bytes;
+            }
+        }
+    }
+    // New packs: about one per pack_target of copied bytes, plus their headers.
+    if repack_live > 0 {
+        let packs = repack_live.div_ceil(policy.pack_target);
+        e.bytes_up = repack_live + packs * 4096;
+        e.add_requests(RequestClass::Put, packs);
+    }
+    let early = e.cost_now;
+    e.price(price, stored, policy);
+    e.cost_now += early;
+    e.payback_days = (e.saved_per_month > 0.0).then(|| e.cost_now / e.saved_per_month * 30.0);
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(len: u64, live: u64, age: f64) -> Candidate {
+        Candidate {
+            host: Id16([1; 16]),
+            name: Id::of_bytes(&len.to_le_bytes()),
+            len,
+            live_bytes: live,
+            live_ranges: if live > 0 { 3 } else { 0 },
+            age_days: age,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            max_payback_days: 90.0,
+            max_download: None,
+            max_repack: None,
+            max_unused: None,
+            delete_frees: true,
+            down_rate: 50e6,
+            up_rate: 10e6,
+            pack_target: 16 << 20,
+        }
+    }
+
+    #[test]
+    fn dead_packs_go_and_partial_ones_repack_only_when_they_pay_back() {
+        let s3 = PriceProfile::builtin("s3-standard").expect("profile");
+        // 16 MB packs: 90% unused repacks at once; 0.1% unused saves $0.0000004 a month
+        // against $0.000006 of requests, which takes over a year to pay back.
+        let cands = [
+            cand(16_000_000, 0, 100.0),
+            cand(16_000_000, 1_600_000, 100.0),
+            cand(16_000_000, 15_984_000, 100.0),
+        ];
+        let (actions, est) = decide(&cands, &s3, 1_000_000_000_000, &policy());
+        assert_eq!(actions[0], Action::Delete);
+        assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+        assert!(matches!(actions[2], Action::Keep { .. }), "{actions:?}");
+        assert_eq!(est.packs_deleted, 1);
+        assert_eq!(est.bytes_down, 1_600_000);
+        assert_eq!(est.requests["get"], 3);
+        assert!(est.saved_per_month > 0.0);
+    }
+
+    #[test]
+    fn minimum_storage_duration_delays_repacks_of_young_packs() {
+        let wasabi = PriceProfile::builtin("wasabi").expect("profile");
+        let mut p = policy();
+        p.max_payback_days = 30.0;
+        let young = cand(16_000_000, 8_000_000, 1.0);
+        let old = cand(16_000_000, 8_000_000, 200.0);
+        let (actions, _) = decide(&[young, old], &wasabi, 1_000_000_000, &p);
+        assert!(matches!(actions[0], Action::Keep { .. }), "{actions:?}");
+        assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+    }
+
+    #[test]
+    fn hiding_deletes_save_nothing_and_time_only_profiles_keep_unused_under_5_percent() {
+        let b2 = PriceProfile::builtin("b2").expect("profile");
+        let mut p = policy();
+        p.delete_frees = false;
+        let (actions, est) = decide(&[cand(16_000_000, 1_000_000, 50.0)], &b2, 1_000_000_000, &p);
+        assert!(matches!(actions[0], Action::Keep { .. }));
+        assert_eq!(est.saved_per_month, 0.0);
+        let local = PriceProfile::builtin("local").expect("profile");
+        let cands = [
+            cand(16_000_000, 8_000_000, 1.0),
+            cand(16_000_000, 15_500_000, 1.0),
+        ];
+        let (actions, _) = decide(&cands, &local, 100_000_000, &policy());
+        assert!(matches!(actions[0], Action::Repack { .. }), "{actions:?}");
+        assert!(matches!(actions[1], Action::Keep { .. }), "{actions:?}");
+    }
+
+    #[test]
+    fn budgets_cap_the_repacking() {
+        let s3 = PriceProfile::builtin("s3-standard").expect("profile");
+        let mut p = policy();
+        p.max_download = Some(1_000_000);
+        let cands = [
+            cand(16_000_000, 800_000, 100.0),
+            cand(16_000_000, 900_000, 100.0),
+        ];
+        let (actions, est) = decide(&cands, &s3, 1_000_000_000, &p);
+        assert_eq!(est.packs_repacked, 1, "{actions:?}");
+        assert!(est.bytes_down <= 1_000_000);
+    }
+}

@@ -1,0 +1,188 @@
+//! Sweep: after the grace period, with no backup that could still use a condemned blob
+//! running, delete and repack what the plan condemned and nothing references again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::census::Census;
+use super::payback::{Action, Candidate};
+use super::plan::Plan;
+use super::repack::Job;
+use crate::id::{Id, Id16};
+use crate::pack::{PackEntry, PackKind};
+
+/// A pack the plan touches, as the fresh census sees it.
+pub struct Touched {
+    /// For the cost model.
+    pub cand: Candidate,
+    /// Its kind.
+    pub kind: PackKind,
+    /// Entries that must survive (copied when repacking).
+    pub keep: Vec<PackEntry>,
+    /// Whether it can be repacked (every kept blob can be authenticated).
+    pub repackable: bool,
+    /// No index lists it any more: a killed sweep already wrote the index without it, so
+    /// it is deleted whatever the cost model says.
+    pub superseded: bool,
+}
+
+/// What the plan means now.
+pub struct Classified {
+    /// Touched packs.
+    pub packs: Vec<Touched>,
+    /// Condemned blobs that a snapshot references again, so are kept.
+    pub rescued: u64,
+}
+
+/// Blobs of one pack closer than this share a ranged read (as in `stream_pack_blobs`).
+const MERGE_GAP: u64 = 1 << 20;
+
+fn ranges(entries: &[PackEntry]) -> u64 {
+    let mut offs: Vec<(u64, u64)> = entries
+        .iter()
+        .map(|e| (e.offset, e.offset + u64::from(e.slen)))
+        .collect();
+    offs.sort_unstable();
+    let mut n = 0;
+    let mut end: Option<u64> = None;
+    for (s, e) in offs {
+        if end.is_none_or(|x| s > x + MERGE_GAP || s < x) {
+            n += 1;
+        }
+        end = Some(e);
+    }
+    n
+}
+
+/// Applies `plan` to a fresh census: an entry goes only if the plan condemned it and no
+/// snapshot references it now, or another copy of the blob survives in a pack the plan does
+/// not touch (a pack written since Mark, such as a repack of a killed sweep).
+pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
+    let copies = census.copies();
+    let untouched =
+        |p: &Id| plan.pack(p).is_none() && census.packs.get(p).is_some_and(|x| x.present);
+    let mut rescued: HashSet<Id> = HashSet::new();
+    let mut packs = Vec::new();
+    // For a live blob whose every copy the plan condemned, one copy must stay: the one in
+    // the pack with the greatest name, a choice every re-run of the sweep repeats.
+    let mut survivor: HashMap<Id, Id> = HashMap::new();
+    for cp in &plan.packs {
+        let Some(p) = census.packs.get(&cp.name) else {
+            continue;
+        };
+        for e in &p.entries {
+            if !census.live.contains(&e.id) {
+                continue;
+            }
+            let all_condemned = copies.get(&e.id).is_none_or(|c| {
+                !c.iter().any(|q| {
+                    census.packs.get(q).is_some_and(|x| x.present)
+                        && plan
+                            .pack(q)
+                            .is_none_or(|x| x.ids.binary_search(&e.id).is_err())
+                })
+            });
+            if all_condemned {
+                let best = copies
+                    .get(&e.id)
+                    .and_then(|c| {
+                        c.iter()
+                            .filter(|q| census.packs.get(*q).is_some_and(|x| x.present))
+                            .max()
+                    })
+                    .copied()
+                    .unwrap_or(cp.name);
+                survivor.insert(e.id, best);
+                rescued.insert(e.id);
+            }
+        }
+    }
+    for cp in &plan.packs {
+        let Some(p) = census.packs.get(&cp.name) else {
+            // In no index: either gone already, or superseded by a killed sweep's index.
+            if let Some((host, name, len)) = census
+                .unindexed
+                .iter()
+                .find(|(_, n, _)| *n == cp.name)
+                .copied()
+            {
+                packs.push(Touched {
+                    cand: Candidate {
+                        host,
+                        name,
+                        len,
+                        live_bytes: 0,
+                        live_ranges: 0,
+                        age_days: 0.0,
+                    },
+                    kind: PackKind::Group,
+                    keep: Vec::new(),
+                    repackable: false,
+                    superseded: true,
+                });
+            }
+            continue;
+        };
+        if !p.present {
+            continue;
+        }
+        let keep: Vec<PackEntry> = p
+            .entries
+            .iter()
+            .filter(|e| {
+                let safe_elsewhere = copies
+                    .get(&e.id)
+                    .is_some_and(|c| c.iter().any(|q| *q != cp.name && untouched(q)));
+                let condemned = cp.ids.binary_search(&e.id).is_ok();
+                let goes = if survivor.get(&e.id) == Some(&cp.name) {
+                    false
+                } else {
+                    condemned || safe_elsewhere
+                };
+                !goes
+            })
+            .cloned()
+            .collect();
+        if keep.len() == p.entries.len() {
+            continue; // everything it holds is used again
+        }
+        let repackable = keep
+            .iter()
+            .all(|e| p.kind != PackKind::Private || census.private_cks.contains_key(&e.id));
+        packs.push(Touched {
+            cand: Candidate {
+                host: p.host,
+                name: cp.name,
+                len: p.len,
+                live_bytes: keep.iter().map(|e| u64::from(e.slen)).sum(),
+                live_ranges: ranges(&keep),
+                age_days: (now_ms - p.indexed_ms).max(0) as f64 / 86_400_000.0,
+            },
+            kind: p.kind,
+            keep,
+            repackable,
+            superseded: false,
+        });
+    }
+    Classified {
+        packs,
+        rescued: rescued.len() as u64,
+    }
+}
+
+/// Repack jobs grouped by (host, kind), from the packs the cost model chose.
+pub fn jobs(touched: &[Touched], actions: &[Action]) -> BTreeMap<(Id16, u8), Vec<Job>> {
+    let mut out: BTreeMap<(Id16, u8), Vec<Job>> = BTreeMap::new();
+    for (t, a) in touched.iter().zip(actions) {
+        if matches!(a, Action::Repack { .. }) {
+            out.entry((t.cand.host, t.kind as u8))
+                .or_default()
+                .push(Job {
+                    host: t.cand.host,
+                    name: t.cand.name,
+                    kind: t.kind,
+                    keep: t.keep.clone(),
+                });
+        }
+    }
+    out
+}
