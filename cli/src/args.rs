@@ -104,6 +104,44 @@ pub enum Command {
     Cat(CatArgs),
     /// Copy the repository's files to another location (no password needed).
     Mirror(MirrorArgs),
+    /// Remove data no snapshot uses, in two phases that never stop a backup, doing only
+    /// what pays back under the storage's prices.
+    Prune(PruneArgs),
+}
+
+/// `prune` options.
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Only plan and price; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Mark and sweep at once, for a repository only this machine writes to; refused
+    /// while any backup session is running.
+    #[arg(long)]
+    pub instant: bool,
+    /// How long a plan waits before it is swept (e.g. 24h, 90m, 2d).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub grace: String,
+    /// A backup whose last heartbeat is older than this is taken for dead.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub dead_session: String,
+    /// Repack a partly used pack only if what it costs now is saved back within this time.
+    #[arg(long, value_name = "DURATION", default_value = "90d")]
+    pub max_payback: String,
+    /// Download at most this much for repacking (e.g. 2G).
+    #[arg(long, value_name = "SIZE")]
+    pub max_download: Option<String>,
+    /// Repack at most this much (pack bytes).
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
+    /// restic's rule instead of payback: repack until unused space is at most this share
+    /// of the repository (e.g. 5%).
+    #[arg(long, value_name = "PERCENT")]
+    pub max_unused: Option<String>,
+    /// Prices to plan with: b2, s3-standard, s3-onezone-ia, wasabi, local, sftp, or a
+    /// [prices.NAME] table of the config file (default: from the repository's backend).
+    #[arg(long, value_name = "NAME")]
+    pub price_profile: Option<String>,
 }
 
 /// `mirror` options.

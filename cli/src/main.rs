@@ -53,6 +53,7 @@ fn run(ctx: &Context, cmd: &Command) -> anyhow::Result<i32> {
         Command::Cat(a) => commands::cat::run(ctx, a),
         Command::Check(a) => commands::check::run(ctx, a),
         Command::Mirror(a) => commands::mirror::run(ctx, a),
+        Command::Prune(a) => commands::prune::run(ctx, a),
     }
 }
 
@@ -72,6 +73,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Cat(_) => "cat",
         Command::Check(_) => "check",
         Command::Mirror(_) => "mirror",
+        Command::Prune(_) => "prune",
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use cairn_core::archiver::{self, BackupOptions};
+use cairn_core::clock::SystemClock;
 use cairn_core::repository::Repository;
 use cairn_core::source::exclude::{parse_size, ExcludeOptions, Excluder};
 
@@ -12,6 +13,29 @@ use crate::commands::select;
 use crate::context::Context;
 use crate::output::{self, bytes};
 use crate::progress::Meter;
+
+/// How often a running backup tells prune it is alive.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// After the commit: if a plan this backup had not seen was swept while it ran (possible
+/// only when its heartbeats stopped for longer than prune's dead-session limit, e.g. a
+/// suspended laptop), checks that every blob the snapshot references still exists.
+/// Returns how many are missing, if any.
+fn swept_meanwhile(
+    repo: &mut Repository,
+    gen_seen: u64,
+    snap: &cairn_core::snapshot::Snapshot,
+) -> Result<Option<usize>> {
+    let (sweeps, _) = repo.load_sweep_records()?;
+    if !sweeps.iter().any(|(_, r)| r.gen > gen_seen) {
+        return Ok(None);
+    }
+    for e in repo.load_index()? {
+        eprintln!("warning: {e}");
+    }
+    let missing = repo.missing_blobs(&snap.tree)?;
+    Ok((missing > 0).then_some(missing))
+}
 
 /// This machine's host name.
 pub fn hostname() -> String {
@@ -90,6 +114,12 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
     let paths: Vec<PathBuf> = a.paths.iter().map(|p| absolute(p)).collect::<Result<_>>()?;
     let excluder = excluder(a)?;
     let mut repo = open_or_create(ctx)?;
+    // Blobs a pending prune plan condemned count as absent: this backup stores them again
+    // rather than reuse what a Sweep may delete.
+    let (gen_seen, bad_plans) = repo.apply_plans()?;
+    for e in bad_plans {
+        eprintln!("warning: ignored: {e}");
+    }
     let recovered = repo.recover_orphan_packs()?;
     if recovered > 0 && !ctx.global.quiet {
         eprintln!("indexed {recovered} packs left by an interrupted backup; their data is reused");
@@ -148,9 +178,21 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
     let mut stdin = std::io::stdin();
     let input: Option<&mut (dyn std::io::Read + Send)> =
         if a.stdin { Some(&mut stdin) } else { None };
-    let result = archiver::backup(&repo, &opts, input, &meter, &ctx.cancel);
+    let result = archiver::with_session(&repo, &SystemClock, gen_seen, HEARTBEAT, || {
+        let out = archiver::backup(&repo, &opts, input, &meter, &ctx.cancel)?;
+        let id = out.snapshot_id;
+        Ok((out, id))
+    });
     meter.finish();
     let out = result?;
+    if let Some(id) = out.snapshot_id {
+        if let Some(missing) = swept_meanwhile(&mut repo, gen_seen, &out.snapshot)? {
+            bail!(
+                "snapshot {} references {missing} blobs that a prune finished during this                  backup removed (the backup was suspended past its sweep); run the backup                  again: it stores them anew",
+                id.short()
+            );
+        }
+    }
     let s = &out.snapshot.summary;
     let id = out.snapshot_id.map(|i| i.to_hex());
     let json = serde_json::json!({

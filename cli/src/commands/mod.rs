@@ -10,6 +10,7 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod mirror;
+pub mod prune;
 pub mod restore;
 pub mod select;
 pub mod snapshots;
