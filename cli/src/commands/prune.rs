@@ -67,7 +67,8 @@ struct Meter<'a> {
 impl PruneProgress for Meter<'_> {
     fn sweep_started(&self) {
         if let Ok(mut m) = self.marks.lock() {
-            m.0 = Some(self.ctx.requests.snapshot());
+            // An instant prune may sweep twice: measure from the first start.
+            m.0.get_or_insert_with(|| self.ctx.requests.snapshot());
         }
     }
 
@@ -318,6 +319,9 @@ fn human(
             bytes(r.bytes_before),
             bytes(after)
         ));
+    }
+    if r.phases.contains(&"clean") {
+        t.push_str("nothing unused: no plan needed\n");
     }
     if r.phases.contains(&"mark") && !r.phases.contains(&"sweep") {
         t.push_str(&format!(
