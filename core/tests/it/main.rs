@@ -6,4 +6,5 @@ mod backup_restore;
 mod browse;
 mod cache;
 mod check;
+mod forget;
 mod support;
