@@ -212,6 +212,9 @@ pub struct BackupArgs {
     /// File name for --stdin.
     #[arg(long, default_value = "stdin")]
     pub stdin_filename: String,
+    /// Time of the snapshot, local time "YYYY-MM-DD HH:MM:SS" (default: now).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
 }
 
 /// `snapshots`.
