@@ -144,14 +144,23 @@ fn decide<'a>(
             .map(|k| {
                 let (id, s) = pick(k.index);
                 let c = &k.counters;
+                // restic leaves out zero counters (omitempty).
+                let counters: serde_json::Map<String, Value> = [
+                    ("last", c.last),
+                    ("hourly", c.hourly),
+                    ("daily", c.daily),
+                    ("weekly", c.weekly),
+                    ("monthly", c.monthly),
+                    ("yearly", c.yearly),
+                ]
+                .into_iter()
+                .filter(|(_, n)| n.as_i64() != 0)
+                .map(|(name, n)| (name.to_owned(), n.as_i64().into()))
+                .collect();
                 json!({
                     "snapshot": snapshots::json(id, s),
                     "matches": k.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "counters": {
-                        "last": c.last.as_i64(), "hourly": c.hourly.as_i64(),
-                        "daily": c.daily.as_i64(), "weekly": c.weekly.as_i64(),
-                        "monthly": c.monthly.as_i64(), "yearly": c.yearly.as_i64(),
-                    },
+                    "counters": counters,
                 })
             })
             .collect();
