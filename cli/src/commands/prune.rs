@@ -10,7 +10,7 @@ use cairn_core::prune::price::PriceProfile;
 use cairn_core::prune::{prune, PruneOptions, PruneProgress, PruneReport};
 use cairn_core::source::exclude::parse_size;
 
-use crate::args::PruneArgs;
+use crate::args::{PruneArgs, PruneTuning};
 use crate::context::Context;
 use crate::output::{self, bytes};
 
@@ -93,7 +93,18 @@ fn diff(a: &RequestCounts, b: &RequestCounts) -> serde_json::Value {
 
 /// Runs `prune`.
 pub fn run(ctx: &Context, a: &PruneArgs) -> Result<i32> {
-    let mut repo = ctx.open()?;
+    // The census loads every host's index itself.
+    let repo = ctx.open_without_index()?;
+    prune_open(ctx, repo, &a.tuning, a.dry_run)
+}
+
+/// Prunes an open repository (`prune`, and `forget --prune` without a second unlock).
+pub fn prune_open(
+    ctx: &Context,
+    mut repo: cairn_core::repository::Repository,
+    a: &PruneTuning,
+    dry_run: bool,
+) -> Result<i32> {
     if !repo.is_admin() {
         bail!("only the admin key prunes");
     }
@@ -128,7 +139,7 @@ pub fn run(ctx: &Context, a: &PruneArgs) -> Result<i32> {
         grace_ms: parse_duration(&a.grace).context("--grace")?,
         dead_session_ms: parse_duration(&a.dead_session).context("--dead-session")?,
         instant: a.instant,
-        dry_run: a.dry_run,
+        dry_run,
         policy: Policy {
             max_payback_days: parse_duration(&a.max_payback).context("--max-payback")? as f64
                 / 86_400_000.0,
