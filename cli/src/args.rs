@@ -130,7 +130,8 @@ pub struct PruneTuning {
     /// while any backup session is running.
     #[arg(long)]
     pub instant: bool,
-    /// How long a plan waits before it is swept (e.g. 24h, 90m, 2d).
+    /// How long a plan must wait before it is swept, counted from when it was published
+    /// (e.g. 24h, 90m, 2d).
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub grace: String,
     /// A backup whose last heartbeat is older than this is taken for dead.

@@ -11,6 +11,7 @@ mod forget;
 mod interrupt;
 mod ops;
 mod proxy;
+mod prune;
 mod roundtrip;
 mod servers;
 mod support;

@@ -91,8 +91,10 @@ pub struct Estimate {
     pub bytes_up: u64,
     /// Requests by class (`list`, `head`, `get`, `put`, `delete`).
     pub requests: std::collections::BTreeMap<&'static str, u64>,
-    /// Money spent now, in US dollars.
+    /// Money spent now, in US dollars (requests, egress and early-deletion charges).
     pub cost_now: f64,
+    /// Of which charges for deleting before a minimum storage duration.
+    pub early_delete: f64,
     /// Seconds of transfer at the assumed rates.
     pub seconds: f64,
     /// Money saved per month once deletions take effect.
@@ -116,23 +118,26 @@ impl Estimate {
             *self.requests.entry(k).or_default() += v;
         }
         self.cost_now += o.cost_now;
+        self.early_delete += o.early_delete;
         self.seconds += o.seconds;
         self.saved_per_month += o.saved_per_month;
         self.payback_days =
             (self.saved_per_month > 0.0).then(|| self.cost_now / self.saved_per_month * 30.0);
     }
 
-    fn add_requests(&mut self, class: RequestClass, n: u64) {
+    /// Adds `n` requests of `class`.
+    pub fn add_requests(&mut self, class: RequestClass, n: u64) {
         *self.requests.entry(class.as_str()).or_default() += n;
     }
 
-    /// Price the request counts and bytes under `price`.
-    fn price(&mut self, price: &PriceProfile, stored: u64, policy: &Policy) {
+    /// Prices the request counts and bytes under `price` (early-deletion charges, which
+    /// depend on each pack, are added on top by [`totals`]).
+    pub fn price(&mut self, price: &PriceProfile, stored: u64, policy: &Policy) {
         let requests: f64 = RequestClass::ALL
             .iter()
             .map(|c| price.requests(*c, *self.requests.get(c.as_str()).unwrap_or(&0)))
             .sum();
-        self.cost_now = requests + price.egress(self.bytes_down, stored, 0);
+        self.cost_now = requests + price.egress(self.bytes_down, stored, 0) + self.early_delete;
         self.seconds =
             self.bytes_down as f64 / policy.down_rate + self.bytes_up as f64 / policy.up_rate;
         self.payback_days =
@@ -294,7 +299,7 @@ pub fn totals(
                     e.saved_per_month +=
                         price.storage_month(c.len) - price.storage_month(c.live_bytes);
                 }
-                e.cost_now += early_delete(c, price);
+                e.early_delete += early_delete(c, price);
             }
             Action::Keep { .. } => {
                 e.packs_kept += 1;
@@ -308,10 +313,7 @@ pub fn totals(
         e.bytes_up = repack_live + packs * 4096;
         e.add_requests(RequestClass::Put, packs);
     }
-    let early = e.cost_now;
     e.price(price, stored, policy);
-    e.cost_now += early;
-    e.payback_days = (e.saved_per_month > 0.0).then(|| e.cost_now / e.saved_per_month * 30.0);
     e
 }
 

@@ -1,22 +1,18 @@
 //! `prune`: runs whichever phase is due, or both at once with `instant`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use super::census::Census;
 use super::mark;
-use super::payback::{self, Action, Estimate, Policy};
-use super::plan::{Plan, SweepRecord};
+use super::payback::{Action, Estimate, Policy};
+use super::plan::Plan;
 use super::price::PriceProfile;
-use super::repack;
-use super::sweep::{self, Touched};
-use crate::backend::layout::{self, HostDir};
+use super::sweep;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id::{Id, Id16};
-use crate::index::{IndexFile, IndexPack};
-use crate::pack::PackKind;
 use crate::repository::Repository;
 use crate::session::{SessionMarker, SessionState};
 
@@ -109,13 +105,29 @@ pub struct PruneReport {
     pub warnings: Vec<String>,
 }
 
-/// The newest verified plan and whether it was swept.
-fn pending(repo: &Repository, warnings: &mut Vec<String>) -> Result<(Option<(Id, Plan)>, u64)> {
+/// The prune state files a run knows of: (name, generation) of plans and sweep records.
+#[derive(Default)]
+pub struct StateFiles {
+    /// Plans that verified.
+    pub plans: Vec<(Id, u64)>,
+    /// Sweep records that verified.
+    pub sweeps: Vec<(Id, u64)>,
+}
+
+/// The newest verified plan no sweep record closes (with its name), the newest
+/// generation, and the state files.
+type Pending = (Option<(Id, Plan)>, u64, StateFiles);
+
+fn pending(repo: &Repository, warnings: &mut Vec<String>) -> Result<Pending> {
     let (plans, bad) = repo.load_plans()?;
     let (sweeps, bad2) = repo.load_sweep_records()?;
     for e in bad.into_iter().chain(bad2) {
         warnings.push(format!("ignored: {e}"));
     }
+    let state = StateFiles {
+        plans: plans.iter().map(|(n, p)| (*n, p.gen)).collect(),
+        sweeps: sweeps.iter().map(|(n, r)| (*n, r.gen)).collect(),
+    };
     let swept: HashSet<u64> = sweeps.iter().map(|(_, r)| r.gen).collect();
     let top = plans.last().map(|(_, p)| p.gen).unwrap_or(0);
     let top_swept = sweeps.last().map(|(_, r)| r.gen).unwrap_or(0);
@@ -123,11 +135,11 @@ fn pending(repo: &Repository, warnings: &mut Vec<String>) -> Result<(Option<(Id,
         .into_iter()
         .rev()
         .find(|(_, p)| !swept.contains(&p.gen));
-    Ok((open, top.max(top_swept)))
+    Ok((open, top.max(top_swept), state))
 }
 
 /// A session: its host, newest marker, that marker's name, and all its markers' names.
-type Session = (Id16, SessionMarker, Id, Vec<Id>);
+pub type Session = (Id16, SessionMarker, Id, Vec<Id>);
 
 /// The newest marker of every session of every host.
 fn sessions(repo: &Repository, census: &Census) -> Result<Vec<Session>> {
@@ -188,7 +200,7 @@ pub fn prune(
         price_profile: opts.price.name.clone(),
         ..PruneReport::default()
     };
-    let (open, top_gen) = pending(repo, &mut r.warnings)?;
+    let (open, top_gen, mut state) = pending(repo, &mut r.warnings)?;
     let mut census = Census::take(repo)?;
     r.bytes_before = census.total_bytes;
     let now = clock.now_ms();
@@ -206,7 +218,8 @@ pub fn prune(
         };
         r.plan_gen = Some(plan.gen);
         r.condemned_blobs = plan.packs.iter().map(|p| p.ids.len() as u64).sum();
-        plan_sweep(&census, &plan, opts, now, &mut r);
+        let sessions = sessions(repo, &census)?;
+        sweep::plan(&census, &plan, opts, now, &sessions, &state, &mut r);
         return Ok(r);
     }
     let all_sessions = sessions(repo, &census)?;
@@ -227,7 +240,9 @@ pub fn prune(
     }
     let mut next_gen = top_gen + 1;
     if let Some((plan_name, plan)) = open {
-        let due = plan.published_ms + plan.grace_ms as i64;
+        // The grace period is the admin's policy at sweep time: a cron job with the default
+        // may sweep a plan marked by hand with a longer one, and `--grace` overrides.
+        let due = plan.published_ms + opts.grace_ms as i64;
         r.plan_gen = Some(plan.gen);
         r.condemned_blobs = plan.packs.iter().map(|p| p.ids.len() as u64).sum();
         if now < due && !opts.instant {
@@ -247,16 +262,10 @@ pub fn prune(
             r.blocked_by = blocked;
             return Ok(r);
         }
+        let work = sweep::plan(&census, &plan, opts, now, &all_sessions, &state, &mut r);
         progress.sweep_started();
-        execute(
-            repo,
-            &census,
-            &plan,
-            plan_name,
-            opts,
-            now,
-            &all_sessions,
-            &mut r,
+        sweep::execute(
+            repo, &census, &plan, plan_name, &work, now, &mut state, &mut r,
         )?;
         progress.sweep_finished();
         r.phases.push("sweep");
@@ -271,22 +280,16 @@ pub fn prune(
         return Ok(r);
     }
     let (name, plan) = mark::publish(repo, &census, next_gen, clock.now_ms(), grace)?;
+    state.plans.push((name, plan.gen));
     r.phases.push("mark");
     r.plan_gen = Some(plan.gen);
     r.condemned_blobs = plan.packs.iter().map(|p| p.ids.len() as u64).sum();
     if opts.instant {
         let sessions = self::sessions(repo, &census)?;
+        let now = clock.now_ms();
+        let work = sweep::plan(&census, &plan, opts, now, &sessions, &state, &mut r);
         progress.sweep_started();
-        execute(
-            repo,
-            &census,
-            &plan,
-            name,
-            opts,
-            clock.now_ms(),
-            &sessions,
-            &mut r,
-        )?;
+        sweep::execute(repo, &census, &plan, name, &work, now, &mut state, &mut r)?;
         progress.sweep_finished();
         r.phases.push("sweep");
     } else {
@@ -300,166 +303,4 @@ pub fn prune(
             .sum(),
     );
     Ok(r)
-}
-
-/// Classifies and prices a sweep of `plan` now; fills the report's decisions.
-fn plan_sweep(
-    census: &Census,
-    plan: &Plan,
-    opts: &PruneOptions,
-    now_ms: i64,
-    r: &mut PruneReport,
-) -> (Vec<Touched>, Vec<Action>) {
-    let cls = sweep::classify(census, plan, now_ms);
-    let cands: Vec<_> = cls.packs.iter().map(|t| t.cand.clone()).collect();
-    let (mut actions, _) = payback::decide(&cands, &opts.price, census.total_bytes, &opts.policy);
-    for (t, a) in cls.packs.iter().zip(actions.iter_mut()) {
-        if t.superseded {
-            *a = Action::Delete;
-        } else if !t.repackable && matches!(a, Action::Repack { .. }) {
-            *a = Action::Keep {
-                reason: "holds private blobs no snapshot references any more; the next \
-                         plan condemns them"
-                    .into(),
-            };
-        }
-    }
-    let est = payback::totals(
-        &cands,
-        &actions,
-        &opts.price,
-        census.total_bytes,
-        &opts.policy,
-    );
-    r.rescued += cls.rescued;
-    match &mut r.estimate {
-        Some(e) => e.merge(&est),
-        None => r.estimate = Some(est),
-    }
-    r.packs
-        .extend(cls.packs.iter().zip(&actions).map(|(t, a)| PackDecision {
-            pack: t.cand.name.to_hex(),
-            host: t.cand.host.to_hex(),
-            len: t.cand.len,
-            used: t.cand.live_bytes,
-            action: a.clone(),
-        }));
-    (cls.packs, actions)
-}
-
-/// Index entries per file when a host's index is rewritten (keeps each file far below
-/// the sealed-file size cap).
-const BLOBS_PER_INDEX_FILE: usize = 50_000;
-
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    repo: &mut Repository,
-    census: &Census,
-    plan: &Plan,
-    plan_name: Id,
-    opts: &PruneOptions,
-    now_ms: i64,
-    sessions: &[Session],
-    r: &mut PruneReport,
-) -> Result<()> {
-    let (touched, actions) = plan_sweep(census, plan, opts, now_ms, r);
-    // 1. New packs first: until the index names them, nothing depends on them.
-    let mut new_packs: BTreeMap<Id16, Vec<IndexPack>> = BTreeMap::new();
-    for ((host, _), jobs) in sweep::jobs(&touched, &actions) {
-        let kind = jobs[0].kind;
-        let made = repack::repack(repo, census, host, kind, &jobs, &mut |_| {})?;
-        r.packs_written += made.len() as u64;
-        new_packs.entry(host).or_default().extend(made);
-    }
-    let gone: Vec<&Touched> = touched
-        .iter()
-        .zip(&actions)
-        .filter(|(_, a)| !matches!(a, Action::Keep { .. }))
-        .map(|(t, _)| t)
-        .collect();
-    let gone_names: HashSet<Id> = gone.iter().map(|t| t.cand.name).collect();
-    let affected: HashSet<Id16> = gone
-        .iter()
-        .filter(|t| !t.superseded)
-        .map(|t| t.cand.host)
-        .chain(new_packs.keys().copied())
-        .collect();
-    // 2. Each affected host's index, rewritten without the packs that go; 3. then the
-    // index files it replaces. A kill between leaves both, which list only packs that
-    // still exist.
-    for host in &affected {
-        let keys = repo.host_keys_of(*host);
-        let mut packs: Vec<IndexPack> = census
-            .packs
-            .iter()
-            .filter(|(n, p)| p.host == *host && !gone_names.contains(*n))
-            .map(|(n, p)| IndexPack {
-                name: *n,
-                len: p.len,
-                kind: p.kind,
-                entries: p.entries.clone(),
-            })
-            .collect();
-        packs.extend(new_packs.remove(host).unwrap_or_default());
-        packs.sort_by_key(|a| a.name);
-        for private in [false, true] {
-            let mine: Vec<&IndexPack> = packs
-                .iter()
-                .filter(|p| (p.kind != PackKind::Group) == private)
-                .collect();
-            let mut batch: Vec<IndexPack> = Vec::new();
-            let mut blobs = 0;
-            for (i, p) in mine.iter().enumerate() {
-                blobs += p.entries.len();
-                batch.push((*p).clone());
-                if blobs >= BLOBS_PER_INDEX_FILE || i + 1 == mine.len() {
-                    let f = IndexFile {
-                        writer: *host,
-                        created_ms: now_ms,
-                        packs: std::mem::take(&mut batch),
-                    };
-                    repo.save_index_file_as(&keys, &f, private)?;
-                    r.index_files_written += 1;
-                    blobs = 0;
-                }
-            }
-        }
-        for f in census.index_files.iter().filter(|f| f.host == *host) {
-            repo.remove_path(&f.path)?;
-        }
-    }
-    // 4. The packs nothing lists any more.
-    for t in &gone {
-        repo.remove_path(&layout::host_file(
-            &t.cand.host,
-            HostDir::Packs,
-            &t.cand.name,
-        ))?;
-    }
-    // 5. The record that ends this generation, then the state it makes obsolete.
-    repo.save_sweep_record(&SweepRecord {
-        gen: plan.gen,
-        plan: plan_name,
-        finished_ms: now_ms,
-        deleted: gone.iter().map(|t| (t.cand.host, t.cand.name)).collect(),
-        rescued: r.rescued,
-    })?;
-    let (plans, _) = repo.load_plans()?;
-    for (name, _) in plans.iter().filter(|(_, p)| p.gen < plan.gen) {
-        repo.remove_path(&layout::admin_file(layout::PLANS, name))?;
-    }
-    let (sweeps, _) = repo.load_sweep_records()?;
-    for (name, _) in sweeps.iter().filter(|(_, s)| s.gen < plan.gen) {
-        repo.remove_path(&layout::admin_file(layout::SWEEPS, name))?;
-    }
-    for (host, latest, newest, names) in sessions {
-        // Ended sessions need no marker; running ones only their newest.
-        let ended = latest.state != SessionState::Running;
-        for name in names {
-            if ended || name != newest {
-                repo.remove_path(&layout::host_file(host, HostDir::Sessions, name))?;
-            }
-        }
-    }
-    Ok(())
 }

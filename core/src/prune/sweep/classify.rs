@@ -1,14 +1,14 @@
-//! Sweep: after the grace period, with no backup that could still use a condemned blob
-//! running, delete and repack what the plan condemned and nothing references again.
+//! Which packs a plan touches now, and what must survive in each: the classification
+//! Mark's plan gets against a fresh census.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::census::Census;
-use super::payback::{Action, Candidate};
-use super::plan::Plan;
-use super::repack::Job;
 use crate::id::{Id, Id16};
 use crate::pack::{PackEntry, PackKind};
+use crate::prune::census::Census;
+use crate::prune::payback::{Action, Candidate};
+use crate::prune::plan::Plan;
+use crate::prune::repack::Job;
 
 /// A pack the plan touches, as the fresh census sees it.
 pub struct Touched {
