@@ -4,59 +4,49 @@
 //!
 //! It sits innermost, right on the real backend, so each retry attempt is counted: the
 //! provider bills attempts, not successes.
+//!
+//! What is counted is what the backend says it sent, not a guess from the call: a backend
+//! on a billed service (S3, B2) takes a [`RequestMeter`] through
+//! [`Backend::meter_requests`] and reports each HTTP request (every page of a listing,
+//! every part of a multipart upload, the HEAD before a delete). Backends that decline
+//! (local disks, SFTP: nothing billed per request) are counted one request per call.
+//! Bytes and failed calls are counted here either way.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_core::backend::{
     Backend, BackendError, ObjectInfo, Properties, StreamConsumer, WriteBody,
 };
-use cairn_core::cost::{RequestClass, RequestCounters};
+use cairn_core::cost::{MeteredRequest, RequestClass, RequestCounters, RequestMeter};
 
 /// A backend that counts what passes through it.
 pub struct AccountingBackend<B> {
     inner: B,
+    sink: Arc<Sink>,
+    /// Whether `inner` reports its own requests to `sink`.
+    metered: bool,
+}
+
+/// Where requests are counted and logged, shared with a metering backend.
+struct Sink {
     counters: Arc<RequestCounters>,
-    log: Option<Mutex<File>>,
+    log: OnceLock<Mutex<File>>,
     location: String,
 }
 
-impl<B: Backend> AccountingBackend<B> {
-    /// Wraps `inner`, adding to `counters`.
-    pub fn new(inner: B, counters: Arc<RequestCounters>) -> Self {
-        let location = inner.location();
-        Self {
-            inner,
-            counters,
-            log: None,
-            location,
-        }
-    }
-
-    /// Also appends one line per request to `log`:
-    /// `<unix-ms> <class> <location>/<path> <bytes> <ok|error kind>`.
-    pub fn with_log(mut self, log: File) -> Self {
-        self.log = Some(Mutex::new(log));
-        self
-    }
-
-    fn record<T>(&self, class: RequestClass, path: &str, bytes: u64, r: &Result<T, BackendError>) {
+impl Sink {
+    /// Counts and logs one request.
+    fn request(&self, class: RequestClass, path: &str, bytes: u64, outcome: &str) {
         self.counters.request(class);
-        if r.is_err() {
-            self.counters.error();
-        }
-        let Some(log) = &self.log else { return };
+        let Some(log) = self.log.get() else { return };
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let outcome = match r {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => format!("{:?}", e.kind),
-        };
         let sep = if self.location.ends_with('/') {
             ""
         } else {
@@ -71,6 +61,56 @@ impl<B: Backend> AccountingBackend<B> {
         if let Ok(mut f) = log.lock() {
             let _ = f.write_all(line.as_bytes());
         }
+    }
+}
+
+impl RequestMeter for Sink {
+    fn record(&self, r: &MeteredRequest<'_>) {
+        self.request(r.class, r.path, 0, r.outcome);
+    }
+}
+
+impl<B: Backend> AccountingBackend<B> {
+    /// Wraps `inner`, adding to `counters`.
+    pub fn new(inner: B, counters: Arc<RequestCounters>) -> Self {
+        let sink = Arc::new(Sink {
+            counters,
+            log: OnceLock::new(),
+            location: inner.location(),
+        });
+        let metered = inner.meter_requests(sink.clone());
+        Self {
+            inner,
+            sink,
+            metered,
+        }
+    }
+
+    /// Also appends one line per request to `log`:
+    /// `<unix-ms> <class> <location>/<path> <bytes> <outcome>`, where the outcome is `ok`
+    /// or the error kind of a call, and for a metered backend's requests `ok`, `NotFound`,
+    /// `http-<status>`, `no-response` or `cancelled` (their bytes are shown as 0).
+    pub fn with_log(self, log: File) -> Self {
+        // Only ever set here, on a fresh decorator; a second log would be a caller bug,
+        // and keeping the first one loses nothing.
+        let _ = self.sink.log.set(Mutex::new(log));
+        self
+    }
+
+    /// Counts a call: its failure always, the request itself unless the backend meters
+    /// its own.
+    fn record<T>(&self, class: RequestClass, path: &str, bytes: u64, r: &Result<T, BackendError>) {
+        if r.is_err() {
+            self.sink.counters.error();
+        }
+        if self.metered {
+            return;
+        }
+        let outcome = match r {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => format!("{:?}", e.kind),
+        };
+        self.sink.request(class, path, bytes, &outcome);
     }
 }
 
@@ -122,7 +162,7 @@ impl<B: Backend> Backend for AccountingBackend<B> {
     fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, BackendError> {
         let r = self.inner.read(path, range);
         let n = r.as_ref().map(|v| v.len() as u64).unwrap_or(0);
-        self.counters.downloaded(n);
+        self.sink.counters.downloaded(n);
         self.record(RequestClass::Get, path, n, &r);
         r
     }
@@ -139,7 +179,7 @@ impl<B: Backend> Backend for AccountingBackend<B> {
             .read_stream(path, range, &mut |rd: &mut dyn Read| {
                 let mut counting = CountingReader {
                     inner: rd,
-                    counters: &self.counters,
+                    counters: &self.sink.counters,
                     total: 0,
                 };
                 let res = consumer(&mut counting);
@@ -153,7 +193,14 @@ impl<B: Backend> Backend for AccountingBackend<B> {
     fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
         let r = self.inner.write(path, body);
         // Bytes are counted as sent even when the request failed late: they crossed the wire.
-        self.counters.uploaded(body.len());
+        self.sink.counters.uploaded(body.len());
+        self.record(RequestClass::Put, path, body.len(), &r);
+        r
+    }
+
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        let r = self.inner.write_new(path, body);
+        self.sink.counters.uploaded(body.len());
         self.record(RequestClass::Put, path, body.len(), &r);
         r
     }
@@ -162,6 +209,12 @@ impl<B: Backend> Backend for AccountingBackend<B> {
         let r = self.inner.remove(path);
         self.record(RequestClass::Delete, path, 0, &r);
         r
+    }
+
+    fn meter_requests(&self, _meter: Arc<dyn RequestMeter>) -> bool {
+        // Requests below are this decorator's to count; an outer meter would count them
+        // a second time. No decorator wraps another accounting one.
+        false
     }
 }
 
