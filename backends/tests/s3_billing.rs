@@ -52,18 +52,13 @@ fn server() -> Option<(SocketAddr, String, S3Credentials)> {
     Some((addr, need("CAIRN_TEST_S3_BUCKET"), creds))
 }
 
-/// The billing class of a request the server received, by S3's rules: LIST is a GET on
-/// the bucket with `list-type`, POST bills like PUT, DELETE (abort included) is its own.
+/// The billing class of a request the server received, by S3's rules.
 fn class_on_the_wire(s: &Seen) -> RequestClass {
-    let query = s.target.split_once('?').map_or("", |(_, q)| q);
-    match s.method.as_str() {
-        "GET" if query.split('&').any(|kv| kv.starts_with("list-type=")) => RequestClass::List,
-        "GET" => RequestClass::Get,
-        "HEAD" => RequestClass::Head,
-        "PUT" | "POST" => RequestClass::Put,
-        "DELETE" => RequestClass::Delete,
-        other => panic!("unexpected method {other} in {s:?}"),
-    }
+    let name = s.s3_class();
+    RequestClass::ALL
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .unwrap_or_else(|| panic!("no request class named {name}"))
 }
 
 /// Counts per class, in `RequestClass::ALL` order.

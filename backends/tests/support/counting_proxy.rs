@@ -28,6 +28,23 @@ pub struct Seen {
     pub cut: bool,
 }
 
+impl Seen {
+    /// The class S3 bills this request in, named as cairn's request counts name it: LIST is
+    /// a GET on the bucket with `list-type`, POST bills like PUT, DELETE (a multipart abort
+    /// included) is its own, GET and HEAD are the cheap ones.
+    pub fn s3_class(&self) -> &'static str {
+        let query = self.target.split_once('?').map_or("", |(_, q)| q);
+        match self.method.as_str() {
+            "GET" if query.split('&').any(|kv| kv.starts_with("list-type=")) => "list",
+            "GET" => "get",
+            "HEAD" => "head",
+            "PUT" | "POST" => "put",
+            "DELETE" => "delete",
+            other => panic!("unexpected method {other} in {self:?}"),
+        }
+    }
+}
+
 type Matcher = Box<dyn Fn(&str, &str) -> bool + Send>;
 
 /// The request whose answer is to be swallowed: the `nth` one matching from now.
