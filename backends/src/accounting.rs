@@ -66,7 +66,7 @@ impl Sink {
 
 impl RequestMeter for Sink {
     fn record(&self, r: &MeteredRequest<'_>) {
-        self.request(r.class, r.path, 0, r.outcome);
+        self.request(r.class, r.path, r.bytes, r.outcome);
     }
 }
 
@@ -89,7 +89,8 @@ impl<B: Backend> AccountingBackend<B> {
     /// Also appends one line per request to `log`:
     /// `<unix-ms> <class> <location>/<path> <bytes> <outcome>`, where the outcome is `ok`
     /// or the error kind of a call, and for a metered backend's requests `ok`, `NotFound`,
-    /// `http-<status>`, `no-response` or `cancelled` (their bytes are shown as 0).
+    /// `http-<status>`, `no-response` or `cancelled`, with the bytes of the body sent or
+    /// else of the answer's.
     pub fn with_log(self, log: File) -> Self {
         // Only ever set here, on a fresh decorator; a second log would be a caller bug,
         // and keeping the first one loses nothing.
@@ -226,6 +227,94 @@ mod tests {
     #[test]
     fn conformance_through_the_decorator() {
         backend_conformance(|| AccountingBackend::new(InMemoryBackend::new(), Arc::default()));
+    }
+
+    /// A backend that meters itself: every write is two requests on its "wire".
+    struct TwoPerWrite {
+        inner: InMemoryBackend,
+        meter: std::sync::Mutex<Option<Arc<dyn RequestMeter>>>,
+    }
+
+    impl Backend for TwoPerWrite {
+        fn properties(&self) -> Properties {
+            self.inner.properties()
+        }
+        fn location(&self) -> String {
+            "two:".into()
+        }
+        fn create(&self) -> Result<(), BackendError> {
+            self.inner.create()
+        }
+        fn list<'a>(
+            &'a self,
+            dir: &str,
+        ) -> Result<
+            Box<dyn Iterator<Item = Result<ObjectInfo, BackendError>> + Send + 'a>,
+            BackendError,
+        > {
+            self.inner.list(dir)
+        }
+        fn stat(&self, path: &str) -> Result<u64, BackendError> {
+            self.inner.stat(path)
+        }
+        fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, BackendError> {
+            self.inner.read(path, range)
+        }
+        fn read_stream(
+            &self,
+            path: &str,
+            range: Option<Range<u64>>,
+            consumer: &mut StreamConsumer<'_>,
+        ) -> Result<(), BackendError> {
+            self.inner.read_stream(path, range, consumer)
+        }
+        fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+            if let Some(m) = self.meter.lock().expect("lock").as_ref() {
+                for (class, api) in [(RequestClass::Put, "Upload"), (RequestClass::Head, "Check")] {
+                    m.record(&MeteredRequest {
+                        class,
+                        api,
+                        path,
+                        bytes: 1,
+                        outcome: "ok",
+                    });
+                }
+            }
+            self.inner.write(path, body)
+        }
+        fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+            self.inner.write_new(path, body)
+        }
+        fn remove(&self, path: &str) -> Result<(), BackendError> {
+            self.inner.remove(path)
+        }
+        fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
+            *self.meter.lock().expect("lock") = Some(meter);
+            true
+        }
+    }
+
+    #[test]
+    fn a_metering_backend_is_counted_by_what_it_reports() {
+        let counters = Arc::new(RequestCounters::default());
+        let log = tempfile::NamedTempFile::new().expect("log");
+        let inner = TwoPerWrite {
+            inner: InMemoryBackend::new(),
+            meter: std::sync::Mutex::new(None),
+        };
+        let b =
+            AccountingBackend::new(inner, counters.clone()).with_log(log.reopen().expect("reopen"));
+        b.write("a/x", &WriteBody::Bytes(b"hello")).expect("write");
+        assert!(b.stat("nope").is_err());
+        let s = counters.snapshot();
+        // Two reported requests for the write; the stat reported none, so none is counted.
+        assert_eq!((s.of(RequestClass::Put), s.of(RequestClass::Head)), (1, 1));
+        assert_eq!(s.total(), 2);
+        assert_eq!(s.errors, 1, "failed calls are still counted here");
+        assert_eq!(s.bytes_up, 5, "bytes are counted per call");
+        let text = std::fs::read_to_string(log.path()).expect("read log");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains(" head two:/a/x 1 ok"), "{text}");
     }
 
     #[test]

@@ -286,3 +286,34 @@ fn accounting_counts_what_the_server_received() {
         classes(0, 0, 1, 1, 0)
     );
 }
+
+#[test]
+fn a_request_cut_short_by_our_deadline_is_still_counted() {
+    // No S3 server needed: one that accepts and never answers. cairn's deadline drops the
+    // request; it reached the server, so it is billed and must be counted.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", l.local_addr().expect("addr"));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let conn = l.accept().expect("accept");
+        let _ = done_rx.recv();
+        drop(conn);
+    });
+    let mut cfg = S3Config::new(endpoint, "bkt", "repo", S3Credentials::new("k", "s"));
+    cfg.read_timeout = Duration::from_secs(1);
+    let counters = Arc::new(RequestCounters::default());
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let b = AccountingBackend::new(S3Backend::new(cfg).expect("open"), counters.clone())
+        .with_log(log.reopen().expect("reopen"));
+    let e = b.stat("config").expect_err("silent server");
+    assert_eq!(e.kind, BackendErrorKind::Transient, "{e}");
+    let s = counters.snapshot();
+    assert_eq!((s.of(RequestClass::Head), s.total(), s.errors), (1, 1, 1));
+    let text = std::fs::read_to_string(log.path()).expect("read log");
+    assert!(
+        text.trim_end().ends_with("/bkt/repo/config 0 cancelled"),
+        "{text}"
+    );
+    let _ = done_tx.send(());
+    server.join().expect("server thread");
+}

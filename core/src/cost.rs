@@ -70,6 +70,9 @@ pub struct MeteredRequest<'a> {
     pub api: &'a str,
     /// The repository path it concerned (for a listing, the listed directory).
     pub path: &'a str,
+    /// The size of the body sent, or for a request without one, of the answer's body.
+    /// For the log only: bytes are counted per call, from what the caller moved.
+    pub bytes: u64,
     /// `ok`, `NotFound`, `http-<status>` for another answer, `no-response` when the
     /// connection failed, `cancelled` when cairn's own deadline gave up waiting.
     pub outcome: &'a str,

@@ -68,16 +68,21 @@ struct Attempt {
     class: RequestClass,
     api: String,
     path: String,
+    /// Body bytes sent.
+    up: u64,
+    /// Whether this is a HEAD, whose Content-Length is not a body.
+    head: bool,
     reported: AtomicBool,
 }
 
 impl Attempt {
-    fn report(&self, outcome: &str) {
+    fn report(&self, outcome: &str, down: u64) {
         if !self.reported.swap(true, Ordering::SeqCst) {
             self.meter.record(&MeteredRequest {
                 class: self.class,
                 api: &self.api,
                 path: &self.path,
+                bytes: if self.up > 0 { self.up } else { down },
                 outcome,
             });
         }
@@ -86,8 +91,14 @@ impl Attempt {
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        self.report("cancelled");
+        self.report("cancelled", 0);
     }
+}
+
+fn content_length(h: &aws_smithy_runtime_api::http::Headers) -> u64 {
+    h.get("content-length")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The attempt in flight, kept in the request's config bag.
@@ -135,6 +146,8 @@ impl Intercept for Metering {
                 class,
                 api,
                 path,
+                up: content_length(req.headers()),
+                head: req.method() == "HEAD",
                 reported: AtomicBool::new(false),
             })));
         Ok(())
@@ -147,13 +160,18 @@ impl Intercept for Metering {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(InFlight(attempt)) = cfg.load::<InFlight>() {
-            let outcome = match context.response().map(|r| r.status().as_u16()) {
+            let response = context.response();
+            let outcome = match response.map(|r| r.status().as_u16()) {
                 Some(200..=299) => "ok".to_owned(),
                 Some(404) => "NotFound".to_owned(),
                 Some(s) => format!("http-{s}"),
                 None => "no-response".to_owned(),
             };
-            attempt.report(&outcome);
+            let down = match response {
+                Some(r) if !attempt.head => content_length(r.headers()),
+                _ => 0,
+            };
+            attempt.report(&outcome, down);
         }
         Ok(())
     }
