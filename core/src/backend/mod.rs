@@ -299,7 +299,8 @@ pub trait Backend: Send + Sync {
     /// Asks the backend to report every request it sends to its service to `meter`, and
     /// returns whether it will. A backend that returns `false` is counted as one request
     /// per call by the accounting decorator; one that returns `true` is not counted there
-    /// at all, so nothing is counted twice. Decorators pass the call through.
+    /// at all, so nothing is counted twice. Decorators pass the call through. A backend
+    /// reports to the last meter it was given, so wrap it in one accounting decorator only.
     fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool;
 }
 
