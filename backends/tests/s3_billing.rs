@@ -69,7 +69,7 @@ fn per_class(f: impl Fn(RequestClass) -> u64) -> [u64; 5] {
 struct Bench {
     proxy: CountingProxy,
     counters: Arc<RequestCounters>,
-    backend: RetryBackend<AccountingBackend<S3Backend>>,
+    backend: RetryBackend<AccountingBackend<Arc<S3Backend>>>,
     last: RequestCounts,
 }
 
@@ -146,14 +146,14 @@ fn accounting_counts_what_the_server_received() {
     cfg.part_size = 5 << 20;
     cfg.multipart_threshold = 5 << 20;
     cfg.list_page_size = Some(7);
-    let s3 = S3Backend::new(cfg).expect("open S3 backend");
+    let s3 = Arc::new(S3Backend::new(cfg).expect("open S3 backend"));
     let counters = Arc::new(RequestCounters::default());
     let retry = RetryPolicy {
         attempts: 4,
         base: Duration::from_millis(10),
         max: Duration::from_millis(50),
     };
-    let backend = RetryBackend::new(AccountingBackend::new(s3, counters.clone()), retry);
+    let backend = RetryBackend::new(AccountingBackend::new(s3.clone(), counters.clone()), retry);
     let mut t = Bench {
         proxy,
         counters,
@@ -260,6 +260,22 @@ fn accounting_counts_what_the_server_received() {
         big_len as u64
     );
     assert_eq!(t.check("stat, first answer lost"), classes(0, 2, 0, 0, 0));
+
+    // The first exclusive create also learns whether the server honours If-None-Match:
+    // HEAD (free name), conditional PUT, the same PUT again (412 from SeaweedFS).
+    let b = &t.backend;
+    assert_eq!(s3.conditional_writes(), None);
+    b.write_new("locks/l0", &WriteBody::Bytes(b"lock nonce 0"))
+        .expect("first exclusive create");
+    assert_eq!(
+        s3.conditional_writes(),
+        Some(true),
+        "SeaweedFS honours If-None-Match"
+    );
+    assert_eq!(
+        t.check("first write_new (learns 412)"),
+        classes(0, 1, 0, 2, 0)
+    );
 
     // Exclusive create whose first PUT lands but whose answer is lost: the retry finds
     // the object (412), recognises its own bytes (HEAD + GET), and succeeds.

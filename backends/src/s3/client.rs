@@ -107,6 +107,9 @@ pub struct S3Config {
     pub read_timeout: Duration,
     /// Keys per listing page (`max-keys`); `None` leaves it to the server (1,000 on S3).
     pub list_page_size: Option<u32>,
+    /// Whether the server honours `If-None-Match: *` on PutObject; `None` (the default)
+    /// lets the first exclusive create find out.
+    pub conditional_writes: Option<bool>,
 }
 
 impl S3Config {
@@ -131,6 +134,7 @@ impl S3Config {
             flavor: Flavor::S3,
             read_timeout: READ_TIMEOUT,
             list_page_size: None,
+            conditional_writes: None,
         }
     }
 

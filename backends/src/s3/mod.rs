@@ -21,7 +21,7 @@
 //! | `read`        | `GetObject` (with `Range` when a range is given); an empty range is a `HeadObject` instead |
 //! | `read_stream` | `GetObject`, likewise; an empty range is a `HeadObject` |
 //! | `write`       | `PutObject` (bodies up to the multipart threshold); above it `CreateMultipartUpload`, one `UploadPart` per part, `CompleteMultipartUpload`, then `HeadObject` to confirm the size; `AbortMultipartUpload` after a failure |
-//! | `write_new`   | `PutObject` with `If-None-Match: *`, whatever the size (412 → `AlreadyExists`) |
+//! | `write_new`   | `PutObject` with `If-None-Match: *`, whatever the size (412 → `AlreadyExists`); the first one of a backend `HeadObject` + that + the same again (to learn whether the server honours the condition, see [`exclusive`]); against a server that ignores it `HeadObject`, `PutObject`, then `HeadObject` + `GetObject` to verify |
 //! | `remove`      | `HeadObject` (S3 deletes of missing keys succeed, the contract wants `NotFound`), then `DeleteObject` |
 //!
 //! The accounting decorator need not trust this table: the backend reports each request as
@@ -38,6 +38,7 @@
 
 mod client;
 mod error;
+mod exclusive;
 mod meter;
 mod multipart;
 mod paced;
@@ -46,7 +47,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
@@ -73,6 +74,8 @@ pub struct S3Backend {
     rt: tokio::runtime::Runtime,
     /// Where the client's interceptor reports each request, once metering is asked for.
     meter: MeterSlot,
+    /// Whether the server honours `If-None-Match` (see [`exclusive`]), once known.
+    conditional: OnceLock<bool>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -104,11 +107,16 @@ impl S3Backend {
             let _guard = rt.enter();
             sdk_client(&cfg, metering)
         };
+        let conditional = OnceLock::new();
+        if let Some(known) = cfg.conditional_writes {
+            let _ = conditional.set(known);
+        }
         Ok(Self {
             cfg,
             client,
             rt,
             meter,
+            conditional,
         })
     }
 
@@ -137,6 +145,12 @@ impl S3Backend {
     /// The configuration in use.
     pub fn config(&self) -> &S3Config {
         &self.cfg
+    }
+
+    /// Whether the server honours `If-None-Match` on PutObject, if known yet (the first
+    /// exclusive create finds out).
+    pub fn conditional_writes(&self) -> Option<bool> {
+        self.conditional.get().copied()
     }
 
     pub(crate) fn scope(&self) -> Scope<'_> {
@@ -449,9 +463,9 @@ impl Backend for S3Backend {
 
     fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
         let key = self.key("write_new", path)?;
-        // One conditional PutObject at any size: locks are small, and a multipart upload's
+        // Single PutObjects at any size: locks are small, and a multipart upload's
         // condition would only be checked at completion, after all parts were paid for.
-        self.put(path, &key, body, true)
+        exclusive::write_new(self, path, &key, body)
     }
 
     fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
