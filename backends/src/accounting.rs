@@ -47,16 +47,16 @@ impl Sink {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let sep = if self.location.ends_with('/') {
-            ""
+        // A path outside the repository (see `MeteredRequest::path`) must not read as
+        // one inside it, so it is not joined to the location.
+        let target = if path.starts_with('/') {
+            format!("outside-repository:{path}")
+        } else if self.location.ends_with('/') {
+            format!("{}{path}", self.location)
         } else {
-            "/"
+            format!("{}/{path}", self.location)
         };
-        let line = format!(
-            "{ms} {} {}{sep}{path} {bytes} {outcome}\n",
-            class.as_str(),
-            self.location
-        );
+        let line = format!("{ms} {} {target} {bytes} {outcome}\n", class.as_str());
         // The log is diagnostics: a failed log write must not fail the backup.
         if let Ok(mut f) = log.lock() {
             let _ = f.write_all(line.as_bytes());
@@ -270,7 +270,12 @@ mod tests {
         }
         fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
             if let Some(m) = self.meter.lock().expect("lock").as_ref() {
-                for (class, api) in [(RequestClass::Put, "Upload"), (RequestClass::Head, "Check")] {
+                // The second one strays outside the repository, as no real backend should.
+                let requests = [
+                    (RequestClass::Put, "Upload", path),
+                    (RequestClass::Head, "Check", "/bkt/elsewhere"),
+                ];
+                for (class, api, path) in requests {
                     m.record(&MeteredRequest {
                         class,
                         api,
@@ -314,7 +319,11 @@ mod tests {
         assert_eq!(s.bytes_up, 5, "bytes are counted per call");
         let text = std::fs::read_to_string(log.path()).expect("read log");
         assert_eq!(text.lines().count(), 2, "{text}");
-        assert!(text.contains(" head two:/a/x 1 ok"), "{text}");
+        assert!(text.contains(" put two:/a/x 1 ok"), "{text}");
+        assert!(
+            text.contains(" head outside-repository:/bkt/elsewhere 1 ok"),
+            "a stray request must not read as one inside the repository: {text}"
+        );
     }
 
     #[test]

@@ -68,7 +68,9 @@ pub struct MeteredRequest<'a> {
     pub class: RequestClass,
     /// The service's name for the call (`PutObject`, `UploadPart`, ...), for the log.
     pub api: &'a str,
-    /// The repository path it concerned (for a listing, the listed directory).
+    /// The repository path it concerned (for a listing, the listed directory). A request
+    /// outside the repository, which cairn never means to send, names its full location
+    /// starting with `/` (S3: `/<bucket>/<key>`), so a log or audit shows it for what it is.
     pub path: &'a str,
     /// The size of the body sent, or for a request without one, of the answer's body.
     /// For the log only: bytes are counted per call, from what the caller moved.

@@ -179,8 +179,9 @@ impl Intercept for Metering {
 
 impl Metering {
     /// The repository path a request URI concerns: the object key below the prefix, or
-    /// for a listing the listed directory. Anything outside the repository is shown as
-    /// `outside-repository:<key>`, which no repository path can start with.
+    /// for a listing the listed directory. Anything outside the repository (cairn never
+    /// sends such a request) is `/<bucket>/<key>`, which no repository path looks like
+    /// (see [`MeteredRequest::path`]).
     fn repo_path(&self, uri: &str) -> String {
         let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
         let path_and_query = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
@@ -189,10 +190,11 @@ impl Metering {
             .unwrap_or((path_and_query, ""));
         let mut key = percent_decode(path.trim_start_matches('/'));
         if self.path_style {
-            key = match key.strip_prefix(&self.bucket) {
-                Some(rest) => rest.trim_start_matches('/').to_owned(),
-                None => return format!("outside-repository:{key}"),
-            };
+            let (bucket, rest) = key.split_once('/').unwrap_or((&key, ""));
+            if bucket != self.bucket {
+                return format!("/{key}");
+            }
+            key = rest.to_owned();
         }
         if key.is_empty() {
             // A bucket-level request: a listing names its prefix in the query.
@@ -214,7 +216,7 @@ impl Metering {
             .and_then(|k| k.strip_prefix('/'))
         {
             Some(rel) => rel.to_owned(),
-            None => format!("outside-repository:{key}"),
+            None => format!("/{}/{key}", self.bucket),
         }
     }
 }
@@ -266,11 +268,9 @@ mod tests {
             "data"
         );
         assert_eq!(p("http://h/backups?list-type=2&prefix=hosta%2Fr1%2F"), "");
-        assert_eq!(p("http://h/backups/hostb/x"), "outside-repository:hostb/x");
-        assert_eq!(
-            p("http://h/other/hosta/r1/x"),
-            "outside-repository:other/hosta/r1/x"
-        );
+        assert_eq!(p("http://h/backups/hostb/x"), "/backups/hostb/x");
+        assert_eq!(p("http://h/backups/hosta/r1x/y"), "/backups/hosta/r1x/y");
+        assert_eq!(p("http://h/backups2/hosta/r1/x"), "/backups2/hosta/r1/x");
         let v = metering("r", false);
         assert_eq!(v.repo_path("https://backups.s3.example/r/config"), "config");
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
