@@ -8,12 +8,13 @@
 
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_core::backend::{
     Backend, BackendError, ObjectInfo, Properties, StreamConsumer, WriteBody,
 };
+use cairn_core::cost::RequestMeter;
 
 /// Largest piece paced at once: small enough that the rate is smooth at a few hundred
 /// KiB/s, large enough that the bookkeeping costs nothing at line speed.
@@ -234,9 +235,23 @@ impl<B: Backend> Backend for LimitBackend<B> {
             .write(path, &WriteBody::Paced { body, pace: &pace })
     }
 
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        let _slot = self.slot();
+        let Some(bucket) = &self.up else {
+            return self.inner.write_new(path, body);
+        };
+        let pace = |n: usize| bucket.take(n);
+        self.inner
+            .write_new(path, &WriteBody::Paced { body, pace: &pace })
+    }
+
     fn remove(&self, path: &str) -> Result<(), BackendError> {
         let _slot = self.slot();
         self.inner.remove(path)
+    }
+
+    fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
+        self.inner.meter_requests(meter)
     }
 }
 

@@ -9,6 +9,12 @@
 //! idempotent, and a streaming read's consumer resets itself on each call (the
 //! [`StreamConsumer`] contract). A listing that fails midway is restarted and the entries
 //! already handed out are skipped.
+//!
+//! An exclusive create ([`Backend::write_new`]) is the one operation a retry can trip over
+//! itself: the first attempt may have created the file and lost its answer, and the next
+//! one then finds the file there. So after a transient failure, `AlreadyExists` is checked
+//! against the bytes we were writing, and a file holding exactly them is our own write.
+//! Lock bodies carry a random nonce, so another writer's file never matches by accident.
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -16,8 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_core::backend::{
-    Backend, BackendError, ObjectInfo, Properties, StreamConsumer, WriteBody,
+    holds, Backend, BackendError, BackendErrorKind, ObjectInfo, Properties, StreamConsumer,
+    WriteBody,
 };
+use cairn_core::cost::RequestMeter;
 
 /// Called before each retry with the error, the attempt that failed (1-based) and the
 /// wait; the CLI prints a warning from it.
@@ -193,8 +201,31 @@ impl<B: Backend> Backend for RetryBackend<B> {
         self.retry(|| self.inner.write(path, body))
     }
 
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        let mut may_have_landed = false;
+        self.retry(|| match self.inner.write_new(path, body) {
+            Err(e) if e.is_retryable() => {
+                may_have_landed = true;
+                Err(e)
+            }
+            Err(e) if e.kind == BackendErrorKind::AlreadyExists && may_have_landed => {
+                // A failed comparison proves nothing either way: report the conflict as
+                // found, which errs on the side of not taking a lock.
+                match holds(&self.inner, path, body) {
+                    Ok(true) => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            r => r,
+        })
+    }
+
     fn remove(&self, path: &str) -> Result<(), BackendError> {
         self.retry(|| self.inner.remove(path))
+    }
+
+    fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
+        self.inner.meter_requests(meter)
     }
 }
 
@@ -231,6 +262,28 @@ mod tests {
             .expect("third retry succeeds");
         assert_eq!(seen.load(Ordering::Relaxed), 3);
         assert_eq!(faulty.calls(Op::Write), 4);
+    }
+
+    #[test]
+    fn exclusive_create_recognises_its_own_lost_reply() {
+        let faulty = Arc::new(FaultyBackend::new(InMemoryBackend::new()));
+        faulty.lose_reply_first(Op::WriteNew, 1);
+        let b = RetryBackend::new(faulty.clone(), fast());
+        b.write_new("locks/l", &WriteBody::Bytes(b"ours"))
+            .expect("the landed first attempt is ours");
+        assert_eq!(faulty.calls(Op::WriteNew), 2);
+        assert_eq!(b.read("locks/l", None).expect("read"), b"ours");
+
+        // Someone else's lock stays a conflict, retried or not.
+        faulty.lose_reply_first(Op::WriteNew, 1);
+        let e = b
+            .write_new("locks/l", &WriteBody::Bytes(b"mine"))
+            .expect_err("another writer's file");
+        assert_eq!(e.kind, BackendErrorKind::AlreadyExists);
+        let e = b
+            .write_new("locks/l", &WriteBody::Bytes(b"ours"))
+            .expect_err("no earlier attempt: same bytes are still a conflict");
+        assert_eq!(e.kind, BackendErrorKind::AlreadyExists);
     }
 
     #[test]

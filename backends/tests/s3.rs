@@ -459,3 +459,173 @@ fn hung_server_is_transient_not_a_hang() {
     let _ = done_tx.send(());
     server.join().expect("server thread");
 }
+
+/// A stand-in for an S3 server that ignores `If-None-Match` (as some S3-compatible
+/// stores do): objects in memory, HEAD/GET/PUT only, every PUT stored. `clobber` makes the
+/// next PUT store other bytes, as if a rival's write landed right after ours.
+struct IgnoringServer {
+    endpoint: String,
+    objects: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+    clobber: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    conditional_puts: std::sync::Arc<AtomicUsize>,
+}
+
+impl IgnoringServer {
+    fn start() -> Self {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", l.local_addr().expect("addr"));
+        let s = Self {
+            endpoint,
+            objects: Default::default(),
+            clobber: Default::default(),
+            conditional_puts: Default::default(),
+        };
+        let (objects, clobber, conditional) = (
+            s.objects.clone(),
+            s.clobber.clone(),
+            s.conditional_puts.clone(),
+        );
+        // The thread ends with the test process; each connection gets its own.
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let (objects, clobber, conditional) =
+                    (objects.clone(), clobber.clone(), conditional.clone());
+                std::thread::spawn(move || {
+                    serve(conn, &objects, &clobber, &conditional);
+                });
+            }
+        });
+        s
+    }
+}
+
+fn serve(
+    conn: std::net::TcpStream,
+    objects: &std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    clobber: &std::sync::Mutex<Option<Vec<u8>>>,
+    conditional: &AtomicUsize,
+) {
+    use std::io::BufRead;
+    let mut out = conn.try_clone().expect("clone");
+    let mut r = std::io::BufReader::new(conn);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let lower = head.to_ascii_lowercase();
+        let mut words = head.split(' ');
+        let method = words.next().unwrap_or("").to_owned();
+        let key = words
+            .next()
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let len: usize = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if r.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut objects = objects.lock().expect("lock");
+        let reply = match method.as_str() {
+            "PUT" => {
+                if lower.contains("\r\nif-none-match:") {
+                    conditional.fetch_add(1, Ordering::SeqCst);
+                }
+                let stored = clobber.lock().expect("lock").take().unwrap_or(body);
+                objects.insert(key, stored);
+                "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n"
+                    .as_bytes()
+                    .to_vec()
+            }
+            "HEAD" | "GET" => match objects.get(&key) {
+                Some(data) => {
+                    let mut v = format!(
+                        "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: {}\r\n\r\n",
+                        data.len()
+                    )
+                    .into_bytes();
+                    if method == "GET" {
+                        v.extend_from_slice(data);
+                    }
+                    v
+                }
+                None if method == "HEAD" => {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+                }
+                None => {
+                    let xml = "<Error><Code>NoSuchKey</Code><Message>no</Message></Error>";
+                    format!(
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                        xml.len()
+                    )
+                    .into_bytes()
+                }
+            },
+            _ => b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        drop(objects);
+        if out.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn exclusive_create_detects_a_server_that_ignores_if_none_match() {
+    // No S3 server needed: the stand-in above answers 200 to a conditional PUT onto an
+    // existing key, which the first exclusive create notices.
+    let srv = IgnoringServer::start();
+    let b = open(S3Config::new(
+        srv.endpoint.clone(),
+        "bkt",
+        "repo",
+        S3Credentials::new("k", "s"),
+    ));
+    assert_eq!(b.conditional_writes(), None);
+    b.write_new("locks/a", &WriteBody::Bytes(b"one"))
+        .expect("first exclusive create");
+    assert_eq!(b.conditional_writes(), Some(false), "the probe noticed");
+    assert_eq!(
+        srv.conditional_puts.load(Ordering::SeqCst),
+        2,
+        "create and probe"
+    );
+    assert_err(
+        b.write_new("locks/a", &WriteBody::Bytes(b"two")),
+        BackendErrorKind::AlreadyExists,
+        &["already exists"],
+        "taken name (seen by the HEAD, never overwritten)",
+    );
+    assert_eq!(b.read("locks/a", None).expect("read"), b"one");
+
+    // Write-then-verify: a fresh name works; a rival's bytes landing over ours lose us it.
+    b.write_new("locks/b", &WriteBody::Bytes(b"mine"))
+        .expect("fallback create");
+    *srv.clobber.lock().expect("lock") = Some(b"rival".to_vec());
+    assert_err(
+        b.write_new("locks/c", &WriteBody::Bytes(b"mine")),
+        BackendErrorKind::AlreadyExists,
+        &["another writer replaced it"],
+        "replaced during the verify delay",
+    );
+    assert_eq!(b.read("locks/c", None).expect("read"), b"rival");
+    assert_eq!(
+        srv.conditional_puts.load(Ordering::SeqCst),
+        2,
+        "no conditions sent once known to be ignored"
+    );
+}

@@ -7,21 +7,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-/// The classes providers bill requests by. Each [`Backend`](crate::backend::Backend)
-/// method maps to one: `list` pages to `List`, `stat` to `Head`, `read`/`read_stream`
-/// to `Get`, `write` to `Put`, `remove` to `Delete`.
+/// The classes providers bill requests by.
+///
+/// A backend that talks to a billed service reports each HTTP request it sends, in the
+/// class the provider bills it in (see [`RequestMeter`]); for the others each
+/// [`Backend`](crate::backend::Backend) call counts once: `list` as `List`, `stat` as
+/// `Head`, `read`/`read_stream` as `Get`, `write`/`write_new` as `Put`, `remove` as
+/// `Delete`.
+///
+/// The classes follow the HTTP verbs S3 bills by, which B2's S3 API bills the same way
+/// apart from the prices: S3 puts PUT, COPY, POST and LIST in its dear tier and GET and
+/// HEAD in its cheap one, and does not bill DELETE; B2 bills uploads and deletes as
+/// class A (free), GET and HEAD as class B and listings as class C.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RequestClass {
-    /// A listing (one per call; backends that page count each page they fetch lazily
-    /// as part of the same call).
+    /// One listing request (S3: one `ListObjectsV2` page).
     List,
-    /// A metadata lookup.
+    /// A metadata lookup (S3: `HeadObject`).
     Head,
-    /// A download of a whole file or a range.
+    /// A download of a whole file or a range (S3: `GetObject`).
     Get,
-    /// An upload.
+    /// An upload or another request that changes state (S3: `PutObject`, and the POSTs
+    /// and PUTs of a multipart upload: create, each part, complete).
     Put,
-    /// A deletion.
+    /// A deletion (S3: `DeleteObject`, and `AbortMultipartUpload`, which S3 bills as a
+    /// free cancel).
     Delete,
 }
 
@@ -49,6 +59,33 @@ impl RequestClass {
     fn index(self) -> usize {
         self as usize
     }
+}
+
+/// One request a backend sent to its storage service, as the provider bills it.
+#[derive(Clone, Copy, Debug)]
+pub struct MeteredRequest<'a> {
+    /// The billing class.
+    pub class: RequestClass,
+    /// The service's name for the call (`PutObject`, `UploadPart`, ...), for the log.
+    pub api: &'a str,
+    /// The repository path it concerned (for a listing, the listed directory). A request
+    /// outside the repository, which cairn never means to send, names its full location
+    /// starting with `/` (S3: `/<bucket>/<key>`), so a log or audit shows it for what it is.
+    pub path: &'a str,
+    /// The size of the body sent, or for a request without one, of the answer's body.
+    /// For the log only: bytes are counted per call, from what the caller moved.
+    pub bytes: u64,
+    /// `ok`, `NotFound`, `http-<status>` for another answer, `no-response` when the
+    /// connection failed, `cancelled` when cairn's own deadline gave up waiting.
+    pub outcome: &'a str,
+}
+
+/// Receives every request a backend sends, attempt by attempt, so that what is counted is
+/// what the provider bills and not one request per [`Backend`](crate::backend::Backend)
+/// call (an S3 multipart upload is many requests; a listing is one per page).
+pub trait RequestMeter: Send + Sync {
+    /// Called once per request sent, after it ended.
+    fn record(&self, request: &MeteredRequest<'_>);
 }
 
 /// Live counters, shared between the accounting decorator and whoever reports them.
@@ -100,7 +137,7 @@ impl RequestCounters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequestCounts {
     requests: [u64; 5],
-    /// Requests that failed (each retry attempt counts).
+    /// Backend calls that failed (each retry attempt counts).
     pub errors: u64,
     /// Bytes sent to the backend.
     pub bytes_up: u64,

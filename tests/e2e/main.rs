@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod billing;
 mod compare;
+#[path = "../../backends/tests/support/counting_proxy.rs"]
+mod counting_proxy;
 mod errors;
 mod faults;
 mod forget;

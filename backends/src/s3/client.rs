@@ -105,6 +105,11 @@ pub struct S3Config {
     /// How long a request may wait for its answer, or a download for its next bytes, before
     /// it fails as transient (uploads get more: see `MIN_UPLOAD_RATE`).
     pub read_timeout: Duration,
+    /// Keys per listing page (`max-keys`); `None` leaves it to the server (1,000 on S3).
+    pub list_page_size: Option<u32>,
+    /// Whether the server honours `If-None-Match: *` on PutObject; `None` (the default)
+    /// lets the first exclusive create find out.
+    pub conditional_writes: Option<bool>,
 }
 
 impl S3Config {
@@ -128,6 +133,8 @@ impl S3Config {
             part_size: 16 << 20,
             flavor: Flavor::S3,
             read_timeout: READ_TIMEOUT,
+            list_page_size: None,
+            conditional_writes: None,
         }
     }
 
@@ -149,6 +156,9 @@ impl S3Config {
         }
         if self.connections == 0 {
             return Err("connections must be at least 1".into());
+        }
+        if self.list_page_size == Some(0) {
+            return Err("the list page size must be at least 1".into());
         }
         if self.part_size < MIN_PART_SIZE {
             return Err(format!("part size must be at least {MIN_PART_SIZE} bytes"));
@@ -261,6 +271,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "s3.connections",
     "s3.multipart-threshold",
     "s3.part-size",
+    "s3.list-page-size",
     "b2.region",
     "b2.endpoint",
 ];
@@ -307,6 +318,12 @@ fn apply_common_options(cfg: &mut S3Config, opts: &BackendOptions) -> Result<(),
     if let Some(n) = number("s3.part-size")? {
         cfg.part_size = n;
     }
+    if let Some(n) = number("s3.list-page-size")? {
+        cfg.list_page_size = Some(
+            u32::try_from(n)
+                .map_err(|_| UrlError::Option(format!("s3.list-page-size={n} is too large")))?,
+        );
+    }
     cfg.validate().map_err(UrlError::Option)
 }
 
@@ -324,7 +341,7 @@ fn parse_size(v: &str) -> Option<u64> {
 
 /// The SDK client for a configuration. Must be called inside the backend's runtime (the
 /// HTTP connector registers with it).
-pub(crate) fn sdk_client(cfg: &S3Config) -> aws_sdk_s3::Client {
+pub(crate) fn sdk_client(cfg: &S3Config, metering: super::meter::Metering) -> aws_sdk_s3::Client {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -356,6 +373,7 @@ pub(crate) fn sdk_client(cfg: &S3Config) -> aws_sdk_s3::Client {
         // We send Content-MD5 ourselves, which every S3-compatible service checks; the SDK's
         // default CRC32 trailers (aws-chunked) are not accepted everywhere.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .interceptor(metering)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }

@@ -194,6 +194,17 @@ pub(crate) fn classify(f: &Failure, scope: &Scope<'_>) -> (BackendErrorKind, Str
                 ),
             );
         }
+        "PreconditionFailed" => {
+            // Only exclusive creates send a condition (If-None-Match: *).
+            return (K::AlreadyExists, "an object already exists there".into());
+        }
+        "ConditionalRequestConflict" => {
+            // Another conditional write to the key was in flight; S3 says to retry.
+            return (
+                K::Transient,
+                format!("a concurrent conditional write to the same key ({status} {code})"),
+            );
+        }
         "BadDigest" => {
             // The server got other bytes than were hashed: damage on the way, worth a retry.
             return (
@@ -216,6 +227,7 @@ pub(crate) fn classify(f: &Failure, scope: &Scope<'_>) -> (BackendErrorKind, Str
     match status {
         404 => (K::NotFound, "no such object".into()),
         416 => (K::RangeNotSatisfiable, "range outside the object".into()),
+        412 => (K::AlreadyExists, "an object already exists there".into()),
         // HEAD responses have no body, so no code tells a prefix restriction from bad
         // credentials; name both.
         403 => (

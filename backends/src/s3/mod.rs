@@ -21,7 +21,12 @@
 //! | `read`        | `GetObject` (with `Range` when a range is given); an empty range is a `HeadObject` instead |
 //! | `read_stream` | `GetObject`, likewise; an empty range is a `HeadObject` |
 //! | `write`       | `PutObject` (bodies up to the multipart threshold); above it `CreateMultipartUpload`, one `UploadPart` per part, `CompleteMultipartUpload`, then `HeadObject` to confirm the size; `AbortMultipartUpload` after a failure |
+//! | `write_new`   | `PutObject` with `If-None-Match: *`, whatever the size (412 → `AlreadyExists`); the first one of a backend `HeadObject` + that + the same again (to learn whether the server honours the condition, see [`exclusive`]); against a server that ignores it `HeadObject`, `PutObject`, then `HeadObject` + `GetObject` to verify |
 //! | `remove`      | `HeadObject` (S3 deletes of missing keys succeed, the contract wants `NotFound`), then `DeleteObject` |
+//!
+//! The accounting decorator need not trust this table: the backend reports each request as
+//! it sends it (see [`meter`]). `-o s3.list-page-size=N` asks for pages of N keys (S3's
+//! maximum and default is 1,000).
 //!
 //! No SDK-internal retries: cairn's retry decorator retries [`Transient`] errors, and every
 //! attempt passes through its accounting.
@@ -33,6 +38,8 @@
 
 mod client;
 mod error;
+mod exclusive;
+mod meter;
 mod multipart;
 mod paced;
 
@@ -40,7 +47,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Read};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, Length};
@@ -49,6 +56,7 @@ use cairn_core::backend::{
     Backend, BackendError, BackendErrorKind, ObjectInfo, Properties, StreamConsumer, WriteBody,
     MAX_BOUNDED_READ,
 };
+use cairn_core::cost::RequestMeter;
 use md5::{Digest, Md5};
 
 pub use client::{Flavor, S3Config, S3Credentials, MIN_PART_SIZE, READ_TIMEOUT};
@@ -57,12 +65,17 @@ pub use error::S3Error;
 use crate::url::{redact, BackendOptions, UrlError};
 use client::{env_var, sdk_client, MIN_UPLOAD_RATE};
 use error::{backend_error, plain, Scope};
+use meter::{MeterSlot, Metering};
 
 /// A [`Backend`] on an S3-compatible object store.
 pub struct S3Backend {
     cfg: S3Config,
     client: aws_sdk_s3::Client,
     rt: tokio::runtime::Runtime,
+    /// Where the client's interceptor reports each request, once metering is asked for.
+    meter: MeterSlot,
+    /// Whether the server honours `If-None-Match` (see [`exclusive`]), once known.
+    conditional: OnceLock<bool>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -83,11 +96,28 @@ impl S3Backend {
             .enable_time()
             .build()
             .map_err(|e| UrlError::Open(format!("cannot start the S3 runtime: {e}")))?;
+        let meter = MeterSlot::default();
+        let metering = Metering {
+            slot: meter.clone(),
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.clone(),
+            path_style: cfg.path_style,
+        };
         let client = {
             let _guard = rt.enter();
-            sdk_client(&cfg)
+            sdk_client(&cfg, metering)
         };
-        Ok(Self { cfg, client, rt })
+        let conditional = OnceLock::new();
+        if let Some(known) = cfg.conditional_writes {
+            let _ = conditional.set(known);
+        }
+        Ok(Self {
+            cfg,
+            client,
+            rt,
+            meter,
+            conditional,
+        })
     }
 
     /// Opens `s3:<endpoint>/<bucket>/<prefix>` with options and credentials from the
@@ -115,6 +145,12 @@ impl S3Backend {
     /// The configuration in use.
     pub fn config(&self) -> &S3Config {
         &self.cfg
+    }
+
+    /// Whether the server honours `If-None-Match` on PutObject, if known yet (the first
+    /// exclusive create finds out).
+    pub fn conditional_writes(&self) -> Option<bool> {
+        self.conditional.get().copied()
     }
 
     pub(crate) fn scope(&self) -> Scope<'_> {
@@ -263,22 +299,33 @@ impl S3Backend {
         self.cfg.read_timeout + Duration::from_secs(len / 1024)
     }
 
-    /// A single PutObject with Content-MD5.
-    fn put(&self, path: &str, key: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+    /// A single PutObject with Content-MD5; with `If-None-Match: *` when `exclusive`.
+    fn put(
+        &self,
+        path: &str,
+        key: &str,
+        body: &WriteBody<'_>,
+        exclusive: bool,
+    ) -> Result<(), BackendError> {
         let len = body.len();
         let md5 = md5_of(body, path)?;
+        let op = if exclusive { "write_new" } else { "write" };
         let request = |stream: ByteStream| async move {
-            self.client
+            let mut req = self
+                .client
                 .put_object()
                 .bucket(&self.cfg.bucket)
                 .key(key)
                 .content_length(i64_of(len))
                 .content_md5(md5)
                 .content_type("application/octet-stream")
-                .body(stream)
-                .send()
+                .body(stream);
+            if exclusive {
+                req = req.if_none_match("*");
+            }
+            req.send()
                 .await
-                .map_err(|e| backend_error(&e, &self.scope(), "write", path))
+                .map_err(|e| backend_error(&e, &self.scope(), op, path))
         };
         if body.is_paced() {
             let mut src = body
@@ -410,8 +457,20 @@ impl Backend for S3Backend {
             Some((src, len)) if len > self.cfg.multipart_threshold => {
                 multipart::upload(self, path, &key, src, len, body)
             }
-            _ => self.put(path, &key, body),
+            _ => self.put(path, &key, body, false),
         }
+    }
+
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        let key = self.key("write_new", path)?;
+        // Single PutObjects at any size: locks are small, and a multipart upload's
+        // condition would only be checked at completion, after all parts were paid for.
+        exclusive::write_new(self, path, &key, body)
+    }
+
+    fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
+        *self.meter.write().unwrap_or_else(PoisonError::into_inner) = Some(meter);
+        true
     }
 
     fn remove(&self, path: &str) -> Result<(), BackendError> {
@@ -451,6 +510,9 @@ impl ListIter<'_> {
             .prefix(&self.prefix);
         if let Some(t) = self.token.take() {
             req = req.continuation_token(t);
+        }
+        if let Some(n) = b.cfg.list_page_size {
+            req = req.max_keys(i32::try_from(n).unwrap_or(i32::MAX));
         }
         let out = b
             .run(b.cfg.read_timeout, "list", &self.dir, req.send())?

@@ -18,6 +18,10 @@
 //!     (a retried write whose reply was lost), and otherwise fails with `AlreadyExists`.
 //!     The engine never rewrites such a file (key files get fresh names, the config is
 //!     written once), so this only ever reports a real conflict.
+//! - **Exclusive create** (`write_new`, for locks) takes the same path, but any existing
+//!   target is `AlreadyExists`. OpenSSH's sftp-server carries out `SSH_FXP_RENAME` as
+//!   `link()` then `unlink()`, so the check and the creation are one atomic step on the
+//!   server: of racing writers exactly one wins.
 //! - **A pool of sessions** (`-o sftp.connections=N`, default 4) carries parallel
 //!   transfers: one SSH connection serialises its requests, so uploads of several packs at
 //!   once need several connections. Sessions open lazily. A session that fails at the
@@ -54,6 +58,7 @@ use cairn_core::backend::request::{check_bounded, check_path, check_range};
 use cairn_core::backend::{
     Backend, BackendError, BackendErrorKind, ObjectInfo, Properties, StreamConsumer, WriteBody,
 };
+use cairn_core::cost::RequestMeter;
 use ssh2::{File, Sftp};
 
 use crate::url::{BackendOptions, UrlError};
@@ -449,7 +454,18 @@ impl Backend for SftpBackend {
     }
 
     fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
-        self.with_conn("write", path, |sftp| self.write_on(sftp, path, body))
+        self.with_conn("write", path, |sftp| self.write_on(sftp, path, body, false))
+    }
+
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        self.with_conn("write_new", path, |sftp| {
+            self.write_on(sftp, path, body, true)
+        })
+    }
+
+    fn meter_requests(&self, _meter: std::sync::Arc<dyn RequestMeter>) -> bool {
+        // An SFTP server bills nothing per request: one per call is the honest count.
+        false
     }
 
     fn remove(&self, path: &str) -> Result<(), BackendError> {

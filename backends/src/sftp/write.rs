@@ -209,11 +209,35 @@ impl SftpBackend {
         ))
     }
 
+    /// The rename of an exclusive create onto `full` failed: `AlreadyExists` if something
+    /// is there now, else the rename's own error.
+    fn taken(&self, sftp: &Sftp, path: &str, full: &Path, rename_err: ssh2::Error) -> BackendError {
+        if !is_sftp_status(&rename_err) {
+            return ssh_err("write_new", path, rename_err);
+        }
+        match sftp.lstat(full) {
+            Ok(st) => err(
+                BackendErrorKind::AlreadyExists,
+                "write_new",
+                path,
+                SftpError::Exists {
+                    size: st.size.unwrap_or(0),
+                },
+            ),
+            Err(_) => ssh_err("write_new", path, rename_err),
+        }
+    }
+
+    /// Uploads `body` to a temporary file and renames it to `path`. When the name is
+    /// taken, a plain write follows the policy in the module docs; an `exclusive` one
+    /// (`write_new`) always fails with `AlreadyExists`, which OpenSSH's rename makes
+    /// atomic (see docs/internals.md).
     pub(super) fn write_on(
         &self,
         sftp: &Sftp,
         path: &str,
         body: &WriteBody<'_>,
+        exclusive: bool,
     ) -> Result<(), BackendError> {
         let full = self.full("write", path)?;
         let rel_dir = path.rsplit_once('/').map(|(d, _)| d);
@@ -249,6 +273,7 @@ impl SftpBackend {
         // Ok(true): the target already existed and the policy accepted it.
         let res = res.and_then(|()| match sftp.rename(&tmp, &full, None) {
             Ok(()) => Ok(false),
+            Err(e) if exclusive => Err(self.taken(sftp, path, &full, e)),
             Err(e) => self
                 .resolve_existing(sftp, path, &full, body, e)
                 .map(|()| true),

@@ -14,6 +14,9 @@ use std::fmt;
 use std::io::Read;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cost::RequestMeter;
 
 /// Largest range [`Backend::read`] serves; larger reads must stream.
 pub const MAX_BOUNDED_READ: u64 = 80 << 20;
@@ -280,11 +283,69 @@ pub trait Backend: Send + Sync {
     /// Atomic write: readers see the whole file or none of it.
     fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError>;
 
+    /// Exclusive create: like [`Backend::write`], but fails with
+    /// [`BackendErrorKind::AlreadyExists`] if `path` exists, without touching it. Of several
+    /// writers racing to create one path, exactly one succeeds (what each backend
+    /// guarantees, and how, is in docs/internals.md). For locks: small bodies.
+    ///
+    /// A backend reports `AlreadyExists` even when the file there is an earlier attempt of
+    /// this very write whose answer was lost; telling the two apart is the retry
+    /// decorator's job, since only it knows there was an earlier attempt.
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError>;
+
     /// Remove a file.
     fn remove(&self, path: &str) -> Result<(), BackendError>;
+
+    /// Asks the backend to report every request it sends to its service to `meter`, and
+    /// returns whether it will. A backend that returns `false` is counted as one request
+    /// per call by the accounting decorator; one that returns `true` is not counted there
+    /// at all, so nothing is counted twice. Decorators pass the call through. A backend
+    /// reports to the last meter it was given, so wrap it in one accounting decorator only.
+    fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool;
 }
 
-impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+/// Whether the file at `path` holds exactly the bytes of `body`: how a retried exclusive
+/// create recognises its own earlier attempt (see [`Backend::write_new`]).
+pub fn holds<B: Backend + ?Sized>(
+    backend: &B,
+    path: &str,
+    body: &WriteBody<'_>,
+) -> Result<bool, BackendError> {
+    if backend.stat(path)? != body.len() {
+        return Ok(false);
+    }
+    let mut same = false;
+    backend.read_stream(path, None, &mut |stored: &mut dyn Read| {
+        let mut ours = body.open_unpaced()?;
+        same = same_bytes(stored, &mut ours)?;
+        Ok(())
+    })?;
+    Ok(same)
+}
+
+/// Whether two readers yield the same bytes to their ends.
+fn same_bytes(a: &mut dyn Read, b: &mut dyn Read) -> std::io::Result<bool> {
+    let (mut ba, mut bb) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let n = a.read(&mut ba)?;
+        if n == 0 {
+            return Ok(b.read(&mut bb[..1])? == 0);
+        }
+        let mut got = 0;
+        while got < n {
+            let m = b.read(&mut bb[got..n])?;
+            if m == 0 {
+                return Ok(false);
+            }
+            got += m;
+        }
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn properties(&self) -> Properties {
         (**self).properties()
     }
@@ -318,7 +379,13 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
         (**self).write(path, body)
     }
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        (**self).write_new(path, body)
+    }
     fn remove(&self, path: &str) -> Result<(), BackendError> {
         (**self).remove(path)
+    }
+    fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
+        (**self).meter_requests(meter)
     }
 }

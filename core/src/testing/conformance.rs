@@ -32,6 +32,8 @@ pub fn backend_conformance<B: Backend>(make: impl Fn() -> B) {
         ("concurrent_writes", concurrent_writes),
         ("large_object", large_object),
         ("nested_paths", nested_paths),
+        ("exclusive_create", exclusive_create),
+        ("exclusive_create_race", exclusive_create_race),
     ];
     for (name, check) in checks {
         let backend = make();
@@ -461,4 +463,88 @@ fn nested_paths<B: Backend>(b: &B) {
         .into_keys()
         .collect();
     assert_eq!(listed, vec![path], "list from a deeper directory");
+}
+
+fn exclusive_create<B: Backend>(b: &B) {
+    ok(
+        b.write_new("locks/a/l1", &WriteBody::Bytes(b"first")),
+        "write_new into a new directory",
+    );
+    assert_eq!(ok(b.read("locks/a/l1", None), "read l1"), b"first");
+    for body in [&b"second"[..], b"first"] {
+        assert_kind(
+            b.write_new("locks/a/l1", &WriteBody::Bytes(body)),
+            BackendErrorKind::AlreadyExists,
+            "second write_new (a backend cannot know the first was ours)",
+        );
+    }
+    assert_eq!(
+        ok(b.read("locks/a/l1", None), "read l1 again"),
+        b"first",
+        "a refused write_new leaves the first content"
+    );
+    put(b, "locks/a/plain", b"written");
+    assert_kind(
+        b.write_new("locks/a/plain", &WriteBody::Bytes(b"x")),
+        BackendErrorKind::AlreadyExists,
+        "write_new over a file from write",
+    );
+    assert_eq!(ok(b.read("locks/a/plain", None), "read plain"), b"written");
+    let listed: Vec<String> = list_all(b, "locks").into_keys().collect();
+    assert_eq!(
+        listed,
+        vec!["locks/a/l1".to_owned(), "locks/a/plain".to_owned()],
+        "no leftovers from refused creates"
+    );
+}
+
+fn exclusive_create_race<B: Backend>(b: &B) {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 3;
+    for round in 0..ROUNDS {
+        let path = format!("locks/race-{round}");
+        let start = std::sync::Barrier::new(THREADS);
+        let results: Vec<(usize, Result<(), BackendError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (path, start) = (&path, &start);
+                    s.spawn(move || {
+                        let body = pattern(100 + t, (round * THREADS + t) as u8);
+                        start.wait();
+                        (t, b.write_new(path, &WriteBody::Bytes(&body)))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(r) => r,
+                    Err(_) => panic!("{path}: a writer thread panicked"),
+                })
+                .collect()
+        });
+        let mut winners = Vec::new();
+        for (t, r) in results {
+            match r {
+                Ok(()) => winners.push(t),
+                Err(e) => assert_eq!(
+                    e.kind,
+                    BackendErrorKind::AlreadyExists,
+                    "{path}: a losing writer must see AlreadyExists ({e})"
+                ),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "{path}: exactly one winner, got {winners:?}"
+        );
+        let t = winners[0];
+        assert_eq!(
+            ok(b.read(&path, None), &path),
+            pattern(100 + t, (round * THREADS + t) as u8),
+            "{path}: the content is the winner's"
+        );
+    }
+    assert_eq!(list_all(b, "locks").len(), ROUNDS, "one file per round");
 }

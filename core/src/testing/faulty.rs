@@ -8,11 +8,12 @@
 use std::io::Read;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::backend::{
     Backend, BackendError, BackendErrorKind, ObjectInfo, Properties, StreamConsumer, WriteBody,
 };
+use crate::cost::RequestMeter;
 
 /// A backend operation, for counting and targeting faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,10 +32,12 @@ pub enum Op {
     Write,
     /// [`Backend::remove`]
     Remove,
+    /// [`Backend::write_new`]
+    WriteNew,
 }
 
 impl Op {
-    const ALL: [Op; 7] = [
+    const ALL: [Op; 8] = [
         Op::Create,
         Op::List,
         Op::Stat,
@@ -42,6 +45,7 @@ impl Op {
         Op::ReadStream,
         Op::Write,
         Op::Remove,
+        Op::WriteNew,
     ];
 
     fn index(self) -> usize {
@@ -57,6 +61,7 @@ impl Op {
             Op::ReadStream => "read_stream",
             Op::Write => "write",
             Op::Remove => "remove",
+            Op::WriteNew => "write_new",
         }
     }
 }
@@ -100,6 +105,9 @@ struct FailRule {
     from: u64,
     to: Option<u64>,
     kind: BackendErrorKind,
+    /// The call reaches the inner backend first and only its answer is replaced: a
+    /// request that landed but whose reply was lost.
+    after: bool,
 }
 
 type PathPredicate = Box<dyn Fn(&str) -> bool + Send + Sync>;
@@ -118,7 +126,7 @@ struct Faults {
 /// Wraps a backend and injects failures and corruption; see the module docs.
 pub struct FaultyBackend<B> {
     inner: B,
-    calls: [AtomicU64; 7],
+    calls: [AtomicU64; 8],
     faults: Mutex<Faults>,
 }
 
@@ -169,6 +177,23 @@ impl<B: Backend> FaultyBackend<B> {
         self.add_fail(op, from, Some(from + k - 1), BackendErrorKind::Transient);
     }
 
+    /// The next `k` calls of `op` (`Write` or `WriteNew`) reach the inner backend, which
+    /// carries them out, and then fail with [`BackendErrorKind::Transient`]: the request
+    /// landed but its answer was lost, so a retry finds its own earlier work.
+    pub fn lose_reply_first(&self, op: Op, k: u64) {
+        if k == 0 {
+            return;
+        }
+        let from = self.calls(op) + 1;
+        self.lock().fail.push(FailRule {
+            op,
+            from,
+            to: Some(from + k - 1),
+            kind: BackendErrorKind::Transient,
+            after: true,
+        });
+    }
+
     /// Reads (`read` and `read_stream`) of paths starting with `prefix` are damaged.
     pub fn corrupt_prefix(&self, prefix: impl Into<String>, corruption: Corruption) {
         let prefix = prefix.into();
@@ -197,26 +222,47 @@ impl<B: Backend> FaultyBackend<B> {
     }
 
     fn add_fail(&self, op: Op, from: u64, to: Option<u64>, kind: BackendErrorKind) {
-        self.lock().fail.push(FailRule { op, from, to, kind });
+        self.lock().fail.push(FailRule {
+            op,
+            from,
+            to,
+            kind,
+            after: false,
+        });
     }
 
-    /// Counts the call and returns the injected error, if this call is one to fail.
-    fn enter(&self, op: Op, path: &str) -> Result<(), BackendError> {
+    /// Counts the call and returns the injected error, if this call is one to fail before
+    /// it reaches the inner backend; otherwise the call's number.
+    fn enter(&self, op: Op, path: &str) -> Result<u64, BackendError> {
         let n = self.calls[op.index()].fetch_add(1, Ordering::SeqCst) + 1;
-        let faults = self.lock();
-        let hit = faults
+        match self.rule(op, n, false) {
+            Some(kind) => Err(injected(kind, op, path, n)),
+            None => Ok(n),
+        }
+    }
+
+    /// Replaces the answer of call `n` if a lost-reply rule covers it.
+    fn leave(
+        &self,
+        op: Op,
+        n: u64,
+        path: &str,
+        r: Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        match (r, self.rule(op, n, true)) {
+            (Ok(()), Some(kind)) => Err(injected(kind, op, path, n)),
+            (r, _) => r,
+        }
+    }
+
+    fn rule(&self, op: Op, n: u64, after: bool) -> Option<BackendErrorKind> {
+        self.lock()
             .fail
             .iter()
-            .find(|r| r.op == op && n >= r.from && r.to.is_none_or(|to| n <= to));
-        match hit {
-            Some(r) => Err(BackendError::new(
-                r.kind,
-                op.name(),
-                path,
-                Some(format!("injected fault on call {n}").into()),
-            )),
-            None => Ok(()),
-        }
+            .find(|r| {
+                r.op == op && r.after == after && n >= r.from && r.to.is_none_or(|to| n <= to)
+            })
+            .map(|r| r.kind)
     }
 
     fn corruption_for(&self, path: &str) -> Vec<Corruption> {
@@ -227,6 +273,15 @@ impl<B: Backend> FaultyBackend<B> {
             .map(|r| r.corruption)
             .collect()
     }
+}
+
+fn injected(kind: BackendErrorKind, op: Op, path: &str, n: u64) -> BackendError {
+    BackendError::new(
+        kind,
+        op.name(),
+        path,
+        Some(format!("injected fault on call {n}").into()),
+    )
 }
 
 /// A reader that damages the stream it passes through, with the same offsets as
@@ -321,13 +376,24 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
 
     fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
-        self.enter(Op::Write, path)?;
-        self.inner.write(path, body)
+        let n = self.enter(Op::Write, path)?;
+        let r = self.inner.write(path, body);
+        self.leave(Op::Write, n, path, r)
+    }
+
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        let n = self.enter(Op::WriteNew, path)?;
+        let r = self.inner.write_new(path, body);
+        self.leave(Op::WriteNew, n, path, r)
     }
 
     fn remove(&self, path: &str) -> Result<(), BackendError> {
         self.enter(Op::Remove, path)?;
         self.inner.remove(path)
+    }
+
+    fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
+        self.inner.meter_requests(meter)
     }
 }
 

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::ops::Range;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::cost::RequestMeter;
 
 use crate::backend::{
     Backend, BackendError, BackendErrorKind, ObjectInfo, Properties, StreamConsumer, WriteBody,
@@ -181,6 +183,43 @@ impl Backend for InMemoryBackend {
     }
 
     fn write(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        let data = Self::body_bytes(path, body)?;
+        self.lock().insert(path.to_owned(), data);
+        Ok(())
+    }
+
+    fn write_new(&self, path: &str, body: &WriteBody<'_>) -> Result<(), BackendError> {
+        let data = Self::body_bytes(path, body)?;
+        // Check and insert under one lock: that is the whole exclusivity.
+        match self.lock().entry(path.to_owned()) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(BackendError::new(
+                BackendErrorKind::AlreadyExists,
+                "write_new",
+                path,
+                None,
+            )),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(data);
+                Ok(())
+            }
+        }
+    }
+
+    fn remove(&self, path: &str) -> Result<(), BackendError> {
+        self.lock()
+            .remove(path)
+            .map(drop)
+            .ok_or_else(|| BackendError::new(BackendErrorKind::NotFound, "remove", path, None))
+    }
+
+    fn meter_requests(&self, _meter: Arc<dyn RequestMeter>) -> bool {
+        false
+    }
+}
+
+impl InMemoryBackend {
+    /// The bytes of a write body, checked against its stated length.
+    fn body_bytes(path: &str, body: &WriteBody<'_>) -> Result<Vec<u8>, BackendError> {
         let io_err = |e: std::io::Error| {
             BackendError::new(
                 BackendErrorKind::Other,
@@ -206,15 +245,7 @@ impl Backend for InMemoryBackend {
                 Some(Box::new(src) as _),
             ));
         }
-        self.lock().insert(path.to_owned(), data);
-        Ok(())
-    }
-
-    fn remove(&self, path: &str) -> Result<(), BackendError> {
-        self.lock()
-            .remove(path)
-            .map(drop)
-            .ok_or_else(|| BackendError::new(BackendErrorKind::NotFound, "remove", path, None))
+        Ok(data)
     }
 }
 
