@@ -110,6 +110,9 @@ pub enum Command {
     /// Remove data no snapshot uses, in two phases that never stop a backup, doing only
     /// what pays back under the storage's prices.
     Prune(PruneArgs),
+    /// Remove the prune lock a prune that died on another machine left behind (backups
+    /// never take locks).
+    Unlock,
 }
 
 /// `prune` options.

@@ -24,6 +24,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         if let Some(err) = cause.downcast_ref::<cairn_core::Error>() {
             return match err {
                 cairn_core::Error::RepositoryNotFound { .. } => 10,
+                cairn_core::Error::Locked { .. } => 11,
                 cairn_core::Error::WrongPassword { .. } => 12,
                 cairn_core::Error::Cancelled => 130,
                 _ => 1,
@@ -55,6 +56,7 @@ fn run(ctx: &Context, cmd: &Command) -> anyhow::Result<i32> {
         Command::Check(a) => commands::check::run(ctx, a),
         Command::Mirror(a) => commands::mirror::run(ctx, a),
         Command::Prune(a) => commands::prune::run(ctx, a),
+        Command::Unlock => commands::prune::unlock(ctx),
     }
 }
 
@@ -76,6 +78,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Check(_) => "check",
         Command::Mirror(_) => "mirror",
         Command::Prune(_) => "prune",
+        Command::Unlock => "unlock",
     }
 }
 

@@ -109,6 +109,15 @@ pub enum Error {
     /// The request itself is invalid (bad argument, ambiguous prefix, ...).
     #[error("{0}")]
     InvalidInput(String),
+    /// Another prune holds the admin's prune lock.
+    #[error(
+        "the repository is locked by another prune ({holder}); if that prune died on \
+         another machine, run `cairn unlock`"
+    )]
+    Locked {
+        /// Who holds the lock.
+        holder: String,
+    },
     /// The operation was interrupted (Ctrl-C).
     #[error("interrupted")]
     Cancelled,

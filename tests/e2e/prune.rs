@@ -68,7 +68,7 @@ fn forget_then_two_phase_prune(remote: Remote) {
 
     let dry = f.cairn.json(&["prune", "--dry-run", "--max-unused", "0%"]);
     let est = &dry["estimate"];
-    assert!(est["bytes_freed"].as_u64().unwrap() >= 3 << 20, "{dry}");
+    assert!(est["bytes_freed"].as_u64().unwrap() >= 3_000_000, "{dry}");
 
     // Mark: nothing is deleted yet; the next run inside the grace period waits.
     let mark = f.cairn.json(&["prune", "--max-unused", "0%"]);

@@ -7,7 +7,7 @@ use cairn_core::clock::SystemClock;
 use cairn_core::cost::{RequestClass, RequestCounts};
 use cairn_core::prune::payback::{Action, Estimate, Policy};
 use cairn_core::prune::price::PriceProfile;
-use cairn_core::prune::{prune, PruneOptions, PruneProgress, PruneReport};
+use cairn_core::prune::{prune, LockOwner, PruneHooks, PruneOptions, PruneReport};
 use cairn_core::source::exclude::parse_size;
 
 use crate::args::{PruneArgs, PruneTuning};
@@ -64,7 +64,16 @@ struct Meter<'a> {
     marks: Mutex<(Option<RequestCounts>, Option<RequestCounts>)>,
 }
 
-impl PruneProgress for Meter<'_> {
+impl PruneHooks for Meter<'_> {
+    fn lock_holder_is_dead(&self, holder: &LockOwner) -> bool {
+        // Only a prune of this machine can be seen to have ended; /proc is Linux's view.
+        holder.hostname == crate::commands::backup::hostname()
+            && holder.pid != std::process::id()
+            && !std::path::Path::new("/proc")
+                .join(holder.pid.to_string())
+                .exists()
+    }
+
     fn sweep_started(&self) {
         if let Ok(mut m) = self.marks.lock() {
             // An instant prune may sweep twice: measure from the first start.
@@ -152,6 +161,11 @@ pub fn prune_open(
             pack_target: repo.config().pack_target,
         },
         price: price.clone(),
+        owner: LockOwner {
+            hostname: crate::commands::backup::hostname(),
+            pid: std::process::id(),
+            since_ms: 0,
+        },
     };
     let meter = Meter {
         ctx,
@@ -342,6 +356,21 @@ fn human(
         ));
     }
     t.trim_end().to_owned()
+}
+
+/// Runs `unlock`: removes the prune lock a prune that died on another machine left.
+pub fn unlock(ctx: &Context) -> Result<i32> {
+    let repo = ctx.open_without_index()?;
+    match cairn_core::prune::lock::force_unlock(&repo)? {
+        Some(o) => eprintln!(
+            "removed the prune lock of host {} pid {} (taken {})",
+            o.hostname,
+            o.pid,
+            time(o.since_ms)
+        ),
+        None => eprintln!("no prune lock"),
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

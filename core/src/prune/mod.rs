@@ -8,6 +8,7 @@
 //! Every step can be killed: the next prune finishes the same plan.
 
 pub mod census;
+pub mod lock;
 pub mod mark;
 pub mod payback;
 pub mod plan;
@@ -16,4 +17,5 @@ pub mod repack;
 mod run;
 pub mod sweep;
 
-pub use run::{prune, BlockingSession, PackDecision, PruneOptions, PruneProgress, PruneReport};
+pub use lock::LockOwner;
+pub use run::{prune, BlockingSession, PackDecision, PruneHooks, PruneOptions, PruneReport};

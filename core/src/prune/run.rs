@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::census::Census;
+use super::lock::{LockOwner, PruneLock};
 use super::mark;
 use super::payback::{Action, Estimate, Policy};
 use super::plan::Plan;
@@ -31,10 +32,17 @@ pub struct PruneOptions {
     pub policy: Policy,
     /// Prices.
     pub price: PriceProfile,
+    /// Who takes the prune lock.
+    pub owner: LockOwner,
 }
 
-/// Hooks into a prune run; every method defaults to nothing.
-pub trait PruneProgress {
+/// Hooks into a prune run; every method has a default.
+pub trait PruneHooks {
+    /// Whether the prune that holds the lock has ended (it ran on this machine and its
+    /// process is gone); its lock is then taken over.
+    fn lock_holder_is_dead(&self, _holder: &LockOwner) -> bool {
+        false
+    }
     /// Sweep starts changing the repository (what follows is what the estimate priced).
     fn sweep_started(&self) {}
     /// Sweep is done changing the repository.
@@ -189,12 +197,33 @@ fn blocking(
         .collect()
 }
 
-/// Runs prune: Sweep when a plan is due and nothing blocks it, then Mark.
+/// Runs prune: Sweep when a plan is due and nothing blocks it, then Mark. Holds the
+/// prune lock unless it is a dry run.
 pub fn prune(
     repo: &mut Repository,
     opts: &PruneOptions,
     clock: &dyn Clock,
-    progress: &dyn PruneProgress,
+    progress: &dyn PruneHooks,
+) -> Result<PruneReport> {
+    if opts.dry_run {
+        return prune_locked(repo, opts, clock, progress);
+    }
+    let mut owner = opts.owner.clone();
+    owner.since_ms = clock.now_ms();
+    let lock = PruneLock::acquire(repo, &owner, &|o| progress.lock_holder_is_dead(o))?;
+    let r = prune_locked(repo, opts, clock, progress);
+    // Released on failure too: whatever a failed run left, the next prune finishes.
+    let released = lock.release();
+    let r = r?;
+    released?;
+    Ok(r)
+}
+
+fn prune_locked(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    clock: &dyn Clock,
+    progress: &dyn PruneHooks,
 ) -> Result<PruneReport> {
     let mut r = PruneReport {
         price_profile: opts.price.name.clone(),

@@ -186,6 +186,12 @@ impl Repository {
             .map_err(|e| Error::corrupt("session marker", path, e.to_string()))
     }
 
+    /// The storage itself, for the prune lock (which outlives borrows of the repository
+    /// and carries nothing that needs authenticating).
+    pub(crate) fn backend_handle(&self) -> std::sync::Arc<dyn crate::backend::Backend> {
+        self.backend.clone()
+    }
+
     /// Writes a file (prune's new packs).
     pub(crate) fn backend_write(&self, path: &str, body: &WriteBody<'_>) -> Result<()> {
         Ok(self.backend.write(path, body)?)

@@ -13,9 +13,10 @@ use cairn_core::backend::{Backend, BackendErrorKind};
 use cairn_core::check::{check, CheckOptions, NoCheckProgress, Subset};
 use cairn_core::clock::{Clock, FakeClock};
 use cairn_core::id::{Id, Id16};
+use cairn_core::prune::lock::PruneLock;
 use cairn_core::prune::payback::Policy;
 use cairn_core::prune::price::PriceProfile;
-use cairn_core::prune::{prune, PruneOptions, PruneProgress, PruneReport};
+use cairn_core::prune::{prune, LockOwner, PruneHooks, PruneOptions, PruneReport};
 use cairn_core::repository::Repository;
 use cairn_core::restorer::{restore, NoRestoreProgress, Overwrite, RestoreOptions};
 use cairn_core::snapshot::Snapshot;
@@ -26,7 +27,16 @@ use crate::support::*;
 const HOUR: i64 = 3_600_000;
 
 struct Quiet;
-impl PruneProgress for Quiet {}
+impl PruneHooks for Quiet {}
+
+/// The hooks of a prune started after one was killed on this machine: the dead prune's
+/// lock is taken over.
+struct AfterKill;
+impl PruneHooks for AfterKill {
+    fn lock_holder_is_dead(&self, _: &LockOwner) -> bool {
+        true
+    }
+}
 
 fn opts(instant: bool) -> PruneOptions {
     PruneOptions {
@@ -46,6 +56,11 @@ fn opts(instant: bool) -> PruneOptions {
             pack_target: 16 << 20,
         },
         price: PriceProfile::builtin("local").unwrap(),
+        owner: LockOwner {
+            hostname: "admin-box".into(),
+            pid: 1,
+            since_ms: 0,
+        },
     }
 }
 
@@ -399,7 +414,7 @@ fn a_prune_killed_at_any_backend_call_is_finished_by_the_next_prune() {
             }
             points += 1;
             let mut repo = f.repo.as_host(f.repo.host_id());
-            let r = prune(&mut repo, &opts(true), &clock, &Quiet);
+            let r = prune(&mut repo, &opts(true), &clock, &AfterKill);
             let r = r.unwrap_or_else(|e| panic!("{op:?} #{n}: resumed prune failed: {e}"));
             // The killed run may have finished its sweep and failed only after it.
             assert!(
@@ -451,4 +466,40 @@ fn a_forged_plan_is_ignored_with_a_warning() {
         "no trusted plan to sweep: a new one is marked"
     );
     let _ = clock.now_ms();
+}
+
+#[test]
+fn a_second_prune_is_refused_while_one_holds_the_lock_and_a_dead_local_holder_is_taken_over() {
+    let mut f = fixture(Arc::new(InMemoryBackend::new()));
+    let clock = FakeClock::at(1_000 * HOUR);
+    let other = LockOwner {
+        hostname: "elsewhere".into(),
+        pid: 77,
+        since_ms: 5,
+    };
+    let held = PruneLock::acquire(&f.repo, &other, &|_| false).unwrap();
+    let e = prune(&mut f.repo, &opts(true), &clock, &Quiet).unwrap_err();
+    assert!(
+        matches!(&e, cairn_core::Error::Locked { holder } if holder.contains("elsewhere")),
+        "{e}"
+    );
+    // A dry run only reads: it needs no lock.
+    let mut dry = opts(true);
+    dry.dry_run = true;
+    prune(&mut f.repo, &dry, &clock, &Quiet).unwrap();
+    held.release().unwrap();
+    // A holder the hooks say is dead (a prune killed on this machine) is taken over.
+    let _stale = PruneLock::acquire(&f.repo, &other, &|_| false).unwrap();
+    struct DeadHolders;
+    impl PruneHooks for DeadHolders {
+        fn lock_holder_is_dead(&self, h: &LockOwner) -> bool {
+            h.hostname == "elsewhere"
+        }
+    }
+    let r = prune(&mut f.repo, &opts(true), &clock, &DeadHolders).unwrap();
+    assert_eq!(r.phases, ["mark", "sweep"]);
+    assert!(
+        f.backend.stat(layout::PRUNE_LOCK).is_err(),
+        "the lock is released after the run"
+    );
 }
