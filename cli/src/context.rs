@@ -28,9 +28,14 @@ pub struct Context {
     pub requests: Arc<RequestCounters>,
     /// Figures the command reports to the metrics file (name → value).
     pub figures: Mutex<BTreeMap<&'static str, f64>>,
+    /// Figures with labels of their own: (name, label values by label name, value).
+    pub labeled: Mutex<Vec<LabeledFigure>>,
     /// The cost class of the repository's backend, once opened.
     pub cost_class: Mutex<Option<&'static str>>,
 }
+
+/// A metric sample with labels of its own: name, (label, value) pairs, value.
+pub type LabeledFigure = (&'static str, Vec<(&'static str, String)>, f64);
 
 /// The default repository: used, and created on the first backup, when none is given.
 pub fn default_repository() -> Option<PathBuf> {
@@ -69,7 +74,20 @@ impl Context {
             cancel,
             requests: Arc::default(),
             figures: Mutex::default(),
+            labeled: Mutex::default(),
             cost_class: Mutex::default(),
+        }
+    }
+
+    /// Records a figure with labels for the metrics file (one sample per label set).
+    pub fn labeled_figure(
+        &self,
+        name: &'static str,
+        labels: Vec<(&'static str, String)>,
+        value: f64,
+    ) {
+        if let Ok(mut f) = self.labeled.lock() {
+            f.push((name, labels, value));
         }
     }
 

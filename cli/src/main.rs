@@ -93,7 +93,9 @@ fn write_metrics(ctx: &Context, cmd: &Command, code: i32, started: std::time::In
         .unwrap_or_default();
     let figures = ctx.figures.lock().map(|f| f.clone()).unwrap_or_default();
     let cost_class = ctx.cost_class.lock().ok().and_then(|c| *c);
+    let labeled = ctx.labeled.lock().map(|f| f.clone()).unwrap_or_default();
     let run = metrics::Run {
+        labeled: &labeled,
         command: command_name(cmd),
         repository: &repository,
         exit_code: code,

@@ -29,6 +29,8 @@ pub struct Run<'a> {
     pub duration_s: f64,
     /// Figures the command recorded (bytes_added, files_new, ...).
     pub figures: &'a BTreeMap<&'static str, f64>,
+    /// Figures with labels of their own (the hosts whose backups block a prune).
+    pub labeled: &'a [crate::context::LabeledFigure],
     /// Storage requests.
     pub requests: RequestCounts,
     /// The backend's cost class, if a repository was opened.
@@ -46,6 +48,10 @@ fn help(name: &str) -> &'static str {
         "cairn_requests" => "Storage requests of the last run, by billing class.",
         "cairn_request_errors" => "Failed storage requests of the last run (retries included).",
         "cairn_transfer_bytes" => "Bytes moved to or from storage by the last run.",
+        "cairn_prune_blocked_session" => {
+            "A backup session that keeps prune's sweep waiting; the value is its last \
+             heartbeat (Unix seconds)."
+        }
         "cairn_estimated_cost_usd" => {
             "Estimated request and egress cost of the last run at list prices."
         }
@@ -124,6 +130,14 @@ pub fn write(path: &Path, run: &Run<'_>) -> Result<()> {
     for (name, value) in run.figures {
         add(&format!("cairn_{name}"), "", value.to_string());
     }
+    for (name, labels, value) in run.labeled {
+        let extra = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        add(&format!("cairn_{name}"), &extra, value.to_string());
+    }
     for class in RequestClass::ALL {
         add(
             "cairn_requests",
@@ -193,9 +207,35 @@ mod tests {
             exit_code: code,
             duration_s: 1.5,
             figures,
+            labeled: &[],
             requests: RequestCounts::default(),
             cost_class: Some("b2"),
         }
+    }
+
+    #[test]
+    fn labeled_figures_carry_their_labels() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("m.prom");
+        let figures = BTreeMap::new();
+        let labeled = vec![(
+            "prune_blocked_session",
+            vec![
+                ("host", "lap\"top".to_owned()),
+                ("session", "abcd1234".to_owned()),
+            ],
+            1700000000.0,
+        )];
+        let mut r = run("prune", 0, &figures);
+        r.labeled = &labeled;
+        write(&path, &r).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            text.contains(
+                "cairn_prune_blocked_session{command=\"prune\",repository=\"/srv/repo\",host=\"lap\\\"top\",session=\"abcd1234\"} 1700000000"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,26 +18,6 @@ use crate::progress::Meter;
 /// How often a running backup tells prune it is alive.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// After the commit: if a plan this backup had not seen was swept while it ran (possible
-/// only when its heartbeats stopped for longer than prune's dead-session limit, e.g. a
-/// suspended laptop), checks that every blob the snapshot references still exists.
-/// Returns how many are missing, if any.
-fn swept_meanwhile(
-    repo: &mut Repository,
-    gen_seen: u64,
-    snap: &cairn_core::snapshot::Snapshot,
-) -> Result<Option<usize>> {
-    let (sweeps, _) = repo.load_sweep_records()?;
-    if !sweeps.iter().any(|(_, r)| r.gen > gen_seen) {
-        return Ok(None);
-    }
-    for e in repo.load_index()? {
-        eprintln!("warning: {e}");
-    }
-    let missing = repo.missing_blobs(&snap.tree)?;
-    Ok((missing > 0).then_some(missing))
-}
-
 /// This machine's host name.
 pub fn hostname() -> String {
     nix::unistd::gethostname()
@@ -200,21 +180,47 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
     let mut stdin = std::io::stdin();
     let input: Option<&mut (dyn std::io::Read + Send)> =
         if a.stdin { Some(&mut stdin) } else { None };
-    let result = archiver::with_session(&repo, &SystemClock, gen_seen, HEARTBEAT, || {
-        let out = archiver::backup(&repo, &opts, input, &meter, &ctx.cancel)?;
-        let id = out.snapshot_id;
-        Ok((out, id))
-    });
-    meter.finish();
-    let out = result?;
-    if let Some(id) = out.snapshot_id {
-        if let Some(missing) = swept_meanwhile(&mut repo, gen_seen, &out.snapshot)? {
+    let mut opts = opts;
+    let mut input = input;
+    let mut gen_seen = gen_seen;
+    let out = loop {
+        let result = archiver::with_session(&repo, &SystemClock, gen_seen, HEARTBEAT, || {
+            let out = archiver::backup(&repo, &opts, input.take(), &meter, &ctx.cancel)?;
+            let id = out.snapshot_id;
+            Ok((out, id))
+        });
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                meter.finish();
+                return Err(e.into());
+            }
+        };
+        let Some(id) = out.snapshot_id else {
+            break out;
+        };
+        let missing = archiver::swept_meanwhile(&mut repo, gen_seen, &out.snapshot.tree)?;
+        if missing == 0 {
+            break out;
+        }
+        // A prune swept data this backup reused while it was suspended: back up again
+        // with the fresh index, reusing what is still there and storing the rest anew.
+        if opts.stdin_name.is_some() {
             bail!(
-                "snapshot {} references {missing} blobs that a prune finished during this                  backup removed (the backup was suspended past its sweep); run the backup                  again: it stores them anew",
+                "snapshot {} references {missing} blobs a prune removed while this backup \
+                 was suspended, and standard input cannot be read twice: run it again",
                 id.short()
             );
         }
-    }
+        eprintln!(
+            "snapshot {} references {missing} blobs a prune removed while this backup was \
+             suspended; backing up again to store them anew",
+            id.short()
+        );
+        gen_seen = repo.apply_plans()?.0;
+        opts.parent = Some((id, out.snapshot));
+    };
+    meter.finish();
     let s = &out.snapshot.summary;
     let id = out.snapshot_id.map(|i| i.to_hex());
     let json = serde_json::json!({

@@ -194,6 +194,16 @@ fn record_metrics(
     measured: Option<&(RequestCounts, RequestCounts)>,
 ) {
     ctx.figure("prune_blocked_sessions", r.blocked_by.len() as f64);
+    for b in &r.blocked_by {
+        ctx.labeled_figure(
+            "prune_blocked_session",
+            vec![
+                ("host", b.host.clone()),
+                ("session", b.session.chars().take(8).collect()),
+            ],
+            (b.last_seen_ms / 1000) as f64,
+        );
+    }
     if let Some(e) = &r.estimate {
         ctx.figure("prune_estimated_cost_usd", e.cost_now);
         ctx.figure("prune_estimated_saved_usd_per_month", e.saved_per_month);
@@ -305,6 +315,19 @@ fn human(
                 time(b.started_ms),
                 time(b.last_seen_ms)
             ));
+        }
+        // Heartbeats come every 10 minutes: a longer silence is a crash or a suspended
+        // machine, which only the admin can tell apart.
+        let now = chrono::Utc::now().timestamp_millis();
+        if r.blocked_by
+            .iter()
+            .any(|b| now - b.last_seen_ms > 30 * 60_000)
+        {
+            t.push_str(
+                "  a session silent this long was killed or its machine sleeps; if it was \
+                 killed, sweep now with --dead-session set below its silence (a backup \
+                 that wakes up later stores again what the sweep removed)\n",
+            );
         }
     }
     if r.phases.contains(&"sweep") {

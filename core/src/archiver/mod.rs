@@ -14,7 +14,7 @@ mod prefetch;
 mod session;
 mod walk;
 
-pub use session::with_session;
+pub use session::{swept_meanwhile, with_session};
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -68,3 +68,18 @@ pub fn with_session<T>(
         }
     }
 }
+
+/// After the commit: if a plan this backup had not seen was swept while it ran (possible
+/// only when its heartbeats stopped for longer than prune's dead-session limit, e.g. a
+/// suspended laptop), reloads the index and counts the blobs reachable from `tree` that
+/// are gone. Zero means the snapshot is whole (invariant I3); otherwise the caller backs
+/// up again with the fresh index, which stores the lost blobs anew.
+pub fn swept_meanwhile(repo: &mut Repository, gen_seen: u64, tree: &Id) -> Result<usize> {
+    let (sweeps, _) = repo.load_sweep_records()?;
+    if !sweeps.iter().any(|(_, r)| r.gen > gen_seen) {
+        return Ok(0);
+    }
+    // Damaged index files only make blobs look missing, which errs on the safe side.
+    let _ = repo.load_index()?;
+    repo.missing_blobs(tree)
+}

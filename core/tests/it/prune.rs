@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_core::archiver::{backup, with_session, NoProgress};
+use cairn_core::archiver::{backup, swept_meanwhile, with_session, NoProgress};
 use cairn_core::backend::layout::{self, HostDir};
 use cairn_core::backend::{Backend, BackendErrorKind};
 use cairn_core::check::{check, CheckOptions, NoCheckProgress, Subset};
@@ -502,4 +502,46 @@ fn a_second_prune_is_refused_while_one_holds_the_lock_and_a_dead_local_holder_is
         f.backend.stat(layout::PRUNE_LOCK).is_err(),
         "the lock is released after the run"
     );
+}
+
+#[test]
+fn a_backup_suspended_past_a_sweep_finds_out_and_stores_the_swept_blobs_again() {
+    let mut f = fixture(Arc::new(InMemoryBackend::new()));
+    let clock = FakeClock::at(1_000 * HOUR);
+    f.repo.load_index().unwrap();
+    let (gen_seen, _) = f.repo.apply_plans().unwrap();
+    let mut admin = f.repo.as_host(f.repo.host_id());
+    let revived = f.src_old.path().to_path_buf();
+    let (id, broken) = with_session(&f.repo, &clock, gen_seen, Duration::from_secs(3600), || {
+        assert_eq!(run(&mut admin, &clock, &opts(false)).phases, ["mark"]);
+        // The laptop sleeps for 8 days: its session looks dead, the sweep goes ahead.
+        clock.advance(8 * 24 * HOUR);
+        let r = run(&mut admin, &clock, &opts(false));
+        assert_eq!(r.phases[0], "sweep", "{r:?}");
+        // It wakes up and finishes, reusing blobs its (old) index still lists.
+        let (id, s) = snap(&f.repo, &revived, 3);
+        Ok(((id, s), Some(id)))
+    })
+    .unwrap();
+    let missing = swept_meanwhile(&mut f.repo, gen_seen, &broken.tree).unwrap();
+    assert!(missing > 0, "I3: the commit check sees the swept blobs");
+    // What `cairn backup` then does: again, with the fresh index and the broken snapshot
+    // as parent (whose swept trees cannot serve as a parent here: everything is read).
+    let (gen_seen, _) = f.repo.apply_plans().unwrap();
+    let mut o = backup_opts(vec![revived.clone()]);
+    o.time_ns = 4;
+    o.parent = Some((id, broken));
+    let again = backup(&f.repo, &o, None, &NoProgress, &AtomicBool::new(false)).unwrap();
+    assert_eq!(
+        swept_meanwhile(&mut f.repo, gen_seen, &again.snapshot.tree).unwrap(),
+        0
+    );
+    let old_files: BTreeMap<&str, Vec<u8>> = [
+        ("a.bin", noise(1, 3 << 20)),
+        ("b.bin", noise(2, 3 << 20)),
+        ("small.txt", b"kept small file".to_vec()),
+        ("gone.txt", b"forgotten small file".to_vec()),
+    ]
+    .into();
+    assert_restores(&mut f.repo, &again.snapshot, &revived, &old_files);
 }
