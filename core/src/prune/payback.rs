@@ -200,6 +200,14 @@ pub fn decide(
                 .then(|| format!("unused space already within {:.0}%", limit * 100.0))
         } else if !policy.delete_frees {
             Some("deleting only hides files with this key: nothing would be saved".into())
+        } else if c.age_days < price.min_storage_days {
+            // Until its minimum storage duration is over, the pack is billed whether it goes
+            // or not: a repack now saves nothing yet and stores the live blobs twice, while
+            // a later prune does the same repack for less (and more of it may be dead then).
+            Some(format!(
+                "younger than the {:.0}-day minimum storage duration: repacking later costs less",
+                price.min_storage_days
+            ))
         } else if pb > policy.max_payback_days {
             Some(if pb.is_finite() {
                 format!(
@@ -353,6 +361,25 @@ mod tests {
         let (actions, _) = decide(&[young, old], &wasabi, 1_000_000_000, &p);
         assert!(matches!(actions[0], Action::Keep { .. }), "{actions:?}");
         assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+    }
+
+    #[test]
+    fn young_packs_wait_for_their_minimum_storage_duration_however_well_they_pay() {
+        // 90% unused pays back in about 4 days, but until day 30 the old pack is billed
+        // anyway: repacking at day 10 only stores the live tenth twice for 20 days.
+        let ia = PriceProfile::builtin("s3-onezone-ia").expect("profile");
+        let mut p = policy();
+        p.max_payback_days = 365.0;
+        let young = cand(16_000_000, 1_600_000, 10.0);
+        let old = cand(16_000_000, 1_600_000, 30.0);
+        let dead = cand(16_000_000, 0, 10.0);
+        let (actions, _) = decide(&[young, old, dead], &ia, 1_000_000_000, &p);
+        assert!(
+            matches!(&actions[0], Action::Keep { reason } if reason.contains("minimum storage")),
+            "{actions:?}"
+        );
+        assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+        assert_eq!(actions[2], Action::Delete);
     }
 
     #[test]
