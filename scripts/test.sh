@@ -18,6 +18,13 @@ cargo clippy --locked --workspace --exclude cairn-benches --all-targets --featur
 step "build the cairn binary (the e2e tests run it)"
 cargo build --locked -p cairn
 
+step "restic 0.14 (tests/e2e/forget.rs checks forget's policy against it)"
+if ! command -v restic >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends restic >/dev/null
+fi
+restic version
+
 step "test servers: private sshd (SFTP) and SeaweedFS (S3) on 127.0.0.1 (scripts/servers/)"
 trap 'bash scripts/servers/stop-sshd.sh >/dev/null 2>&1 || true; bash scripts/servers/stop-s3.sh >/dev/null 2>&1 || true' EXIT
 bash scripts/servers/start-sshd.sh

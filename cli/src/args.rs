@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cairn_core::forget::{Count, GroupBy, Span, TagList};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// cairn: deduplicating, encrypted backups.
@@ -95,6 +96,8 @@ pub enum Command {
     Stats(StatsArgs),
     /// Restore a snapshot.
     Restore(RestoreArgs),
+    /// Remove snapshots by a retention policy or by id (the data stays until prune).
+    Forget(ForgetArgs),
     /// Check the repository's integrity.
     Check(CheckArgs),
     /// Manage the key files (passwords).
@@ -115,6 +118,14 @@ pub struct PruneArgs {
     /// Only plan and price; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// How to prune.
+    #[command(flatten)]
+    pub tuning: PruneTuning,
+}
+
+/// How `prune` (and `forget --prune`) prunes.
+#[derive(Args, Debug, Clone)]
+pub struct PruneTuning {
     /// Mark and sweep at once, for a repository only this machine writes to; refused
     /// while any backup session is running.
     #[arg(long)]
@@ -138,8 +149,8 @@ pub struct PruneArgs {
     /// of the repository (e.g. 5%).
     #[arg(long, value_name = "PERCENT")]
     pub max_unused: Option<String>,
-    /// Prices to plan with: b2, s3-standard, s3-onezone-ia, wasabi, local, sftp, or a
-    /// [prices.NAME] table of the config file (default: from the repository's backend).
+    /// Prices to plan with: b2, s3-standard, s3-onezone-ia, wasabi, local, sftp
+    /// (default: from the repository's backend).
     #[arg(long, value_name = "NAME")]
     pub price_profile: Option<String>,
 }
@@ -250,6 +261,71 @@ pub struct BackupArgs {
     /// File name for --stdin.
     #[arg(long, default_value = "stdin")]
     pub stdin_filename: String,
+    /// Time of the snapshot, local time "YYYY-MM-DD HH:MM:SS" (default: now).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+}
+
+/// `forget`: restic's flags, with the same meaning.
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Forget exactly these snapshots (ids or prefixes) instead of applying a policy.
+    pub ids: Vec<String>,
+    /// Keep the last N snapshots ("unlimited" for all).
+    #[arg(short = 'l', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_last: Option<Count>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(short = 'H', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_hourly: Option<Count>,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(short = 'd', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_daily: Option<Count>,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one.
+    #[arg(short = 'w', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_weekly: Option<Count>,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(short = 'm', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_monthly: Option<Count>,
+    /// Keep the newest snapshot of each of the last N years that have one.
+    #[arg(short = 'y', long, value_name = "N", allow_negative_numbers = true)]
+    pub keep_yearly: Option<Count>,
+    /// Keep snapshots newer than DURATION (e.g. 1y5m7d2h) before the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<Span>,
+    /// Keep the newest snapshot of each hour within DURATION of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<Span>,
+    /// Keep the newest snapshot of each day within DURATION of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<Span>,
+    /// Keep the newest snapshot of each week within DURATION of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<Span>,
+    /// Keep the newest snapshot of each month within DURATION of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<Span>,
+    /// Keep the newest snapshot of each year within DURATION of the newest snapshot.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<Span>,
+    /// Keep snapshots with all of these tags (TAG[,TAG...]; repeatable: any list).
+    #[arg(long = "keep-tag", value_name = "TAGLIST")]
+    pub keep_tags: Vec<TagList>,
+    /// Only consider snapshots passing these filters.
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Apply the policy to each group separately: host, paths and/or tags, comma-separated
+    /// ('' for one group of all snapshots).
+    #[arg(short = 'g', long, value_name = "FIELDS", default_value = "host,paths")]
+    pub group_by: GroupBy,
+    /// Only show what would be removed.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Prune afterwards (with the prune options below; a dry run prunes dry).
+    #[arg(long)]
+    pub prune: bool,
+    /// How `--prune` prunes.
+    #[command(flatten)]
+    pub tuning: PruneTuning,
 }
 
 /// `snapshots`.

@@ -20,6 +20,7 @@ pub mod config;
 pub mod cost;
 pub mod crypto;
 pub mod error;
+pub mod forget;
 pub mod id;
 pub mod index;
 pub mod mirror;

@@ -7,6 +7,7 @@
 mod compare;
 mod errors;
 mod faults;
+mod forget;
 mod interrupt;
 mod ops;
 mod proxy;

@@ -7,6 +7,7 @@ use cairn_core::archiver::{self, BackupOptions};
 use cairn_core::clock::SystemClock;
 use cairn_core::repository::Repository;
 use cairn_core::source::exclude::{parse_size, ExcludeOptions, Excluder};
+use chrono::TimeZone as _;
 
 use crate::args::{BackupArgs, Filters, KdfArgs};
 use crate::commands::select;
@@ -103,6 +104,26 @@ fn open_or_create(ctx: &Context) -> Result<Repository> {
     ctx.open()
 }
 
+/// The snapshot's time: `--time` ("YYYY-MM-DD HH:MM:SS", local time, as restic takes
+/// it), else now.
+fn snapshot_time(time: Option<&str>) -> Result<i64> {
+    let t = match time {
+        None => chrono::Utc::now(),
+        Some(s) => {
+            let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .with_context(|| format!("--time {s:?}: expected \"YYYY-MM-DD HH:MM:SS\""))?;
+            // An hour that happens twice (end of daylight saving) means its first time.
+            chrono::Local
+                .from_local_datetime(&naive)
+                .earliest()
+                .with_context(|| format!("--time {s:?} does not exist in the local time zone (a daylight-saving gap)"))?
+                .to_utc()
+        }
+    };
+    t.timestamp_nanos_opt()
+        .context("--time is outside the representable range (1677..2262)")
+}
+
 /// Runs `backup`.
 pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
     if a.stdin && !a.paths.is_empty() {
@@ -112,6 +133,7 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
         bail!("nothing to back up: give at least one path (or --stdin)");
     }
     let paths: Vec<PathBuf> = a.paths.iter().map(|p| absolute(p)).collect::<Result<_>>()?;
+    let time_ns = snapshot_time(a.time.as_deref())?;
     let excluder = excluder(a)?;
     let mut repo = open_or_create(ctx)?;
     // Blobs a pending prune plan condemned count as absent: this backup stores them again
@@ -165,7 +187,7 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
         excluder,
         one_file_system: a.one_file_system,
         dry_run: a.dry_run,
-        time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        time_ns,
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         stdin_name: a.stdin.then(|| a.stdin_filename.clone()),
     };

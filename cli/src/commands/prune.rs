@@ -10,7 +10,7 @@ use cairn_core::prune::price::PriceProfile;
 use cairn_core::prune::{prune, PruneOptions, PruneProgress, PruneReport};
 use cairn_core::source::exclude::parse_size;
 
-use crate::args::PruneArgs;
+use crate::args::{PruneArgs, PruneTuning};
 use crate::context::Context;
 use crate::output::{self, bytes};
 
@@ -67,7 +67,8 @@ struct Meter<'a> {
 impl PruneProgress for Meter<'_> {
     fn sweep_started(&self) {
         if let Ok(mut m) = self.marks.lock() {
-            m.0 = Some(self.ctx.requests.snapshot());
+            // An instant prune may sweep twice: measure from the first start.
+            m.0.get_or_insert_with(|| self.ctx.requests.snapshot());
         }
     }
 
@@ -92,7 +93,18 @@ fn diff(a: &RequestCounts, b: &RequestCounts) -> serde_json::Value {
 
 /// Runs `prune`.
 pub fn run(ctx: &Context, a: &PruneArgs) -> Result<i32> {
-    let mut repo = ctx.open()?;
+    // The census loads every host's index itself.
+    let repo = ctx.open_without_index()?;
+    prune_open(ctx, repo, &a.tuning, a.dry_run)
+}
+
+/// Prunes an open repository (`prune`, and `forget --prune` without a second unlock).
+pub fn prune_open(
+    ctx: &Context,
+    mut repo: cairn_core::repository::Repository,
+    a: &PruneTuning,
+    dry_run: bool,
+) -> Result<i32> {
     if !repo.is_admin() {
         bail!("only the admin key prunes");
     }
@@ -127,7 +139,7 @@ pub fn run(ctx: &Context, a: &PruneArgs) -> Result<i32> {
         grace_ms: parse_duration(&a.grace).context("--grace")?,
         dead_session_ms: parse_duration(&a.dead_session).context("--dead-session")?,
         instant: a.instant,
-        dry_run: a.dry_run,
+        dry_run,
         policy: Policy {
             max_payback_days: parse_duration(&a.max_payback).context("--max-payback")? as f64
                 / 86_400_000.0,
@@ -318,6 +330,9 @@ fn human(
             bytes(r.bytes_before),
             bytes(after)
         ));
+    }
+    if r.phases.contains(&"clean") {
+        t.push_str("nothing unused: no plan needed\n");
     }
     if r.phases.contains(&"mark") && !r.phases.contains(&"sweep") {
         t.push_str(&format!(

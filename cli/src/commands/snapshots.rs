@@ -3,10 +3,24 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use cairn_core::snapshot::Snapshot;
+use cairn_core::Id;
 
 use crate::args::SnapshotsArgs;
 use crate::commands::select;
 use crate::context::Context;
+
+/// A snapshot as `snapshots --json` prints it (restic's fields, where they exist).
+pub fn json(id: &Id, s: &Snapshot) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_hex(), "short_id": id.short(),
+        "time": s.datetime().to_rfc3339(),
+        "hostname": s.hostname, "username": s.username,
+        "paths": s.paths, "tags": s.tags,
+        "tree": s.tree.to_hex(), "parent": s.parent.map(|p| p.to_hex()),
+        "program_version": s.program, "summary": s.summary,
+    })
+}
 
 /// Runs `snapshots`.
 pub fn run(ctx: &Context, a: &SnapshotsArgs) -> Result<i32> {
@@ -40,19 +54,7 @@ pub fn run(ctx: &Context, a: &SnapshotsArgs) -> Result<i32> {
             .collect();
     }
     if ctx.global.json {
-        let v: Vec<serde_json::Value> = snaps
-            .iter()
-            .map(|(id, s)| {
-                serde_json::json!({
-                    "id": id.to_hex(), "short_id": id.short(),
-                    "time": s.datetime().to_rfc3339(),
-                    "hostname": s.hostname, "username": s.username,
-                    "paths": s.paths, "tags": s.tags,
-                    "tree": s.tree.to_hex(), "parent": s.parent.map(|p| p.to_hex()),
-                    "program_version": s.program, "summary": s.summary,
-                })
-            })
-            .collect();
+        let v: Vec<serde_json::Value> = snaps.iter().map(|(id, s)| json(id, s)).collect();
         println!("{}", serde_json::Value::Array(v));
         return Ok(0);
     }

@@ -102,6 +102,26 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// Adds another sweep's estimate (an instant prune may sweep a pending plan and then
+    /// its own).
+    pub fn merge(&mut self, o: &Estimate) {
+        self.packs_deleted += o.packs_deleted;
+        self.packs_repacked += o.packs_repacked;
+        self.packs_kept = o.packs_kept;
+        self.bytes_freed += o.bytes_freed;
+        self.bytes_unused_kept = o.bytes_unused_kept;
+        self.bytes_down += o.bytes_down;
+        self.bytes_up += o.bytes_up;
+        for (k, v) in &o.requests {
+            *self.requests.entry(k).or_default() += v;
+        }
+        self.cost_now += o.cost_now;
+        self.seconds += o.seconds;
+        self.saved_per_month += o.saved_per_month;
+        self.payback_days =
+            (self.saved_per_month > 0.0).then(|| self.cost_now / self.saved_per_month * 30.0);
+    }
+
     fn add_requests(&mut self, class: RequestClass, n: u64) {
         *self.requests.entry(class.as_str()).or_default() += n;
     }

@@ -264,6 +264,12 @@ pub fn prune(
         next_gen = next_gen.max(plan.gen + 1);
     }
     let grace = if opts.instant { 0 } else { opts.grace_ms };
+    if mark::condemn(&census).is_empty() {
+        // Nothing unused: a plan would only make the next run wait for nothing.
+        r.phases.push("clean");
+        r.bytes_after = Some(census.total_bytes);
+        return Ok(r);
+    }
     let (name, plan) = mark::publish(repo, &census, next_gen, clock.now_ms(), grace)?;
     r.phases.push("mark");
     r.plan_gen = Some(plan.gen);
@@ -325,20 +331,19 @@ fn plan_sweep(
         census.total_bytes,
         &opts.policy,
     );
-    r.rescued = cls.rescued;
-    r.estimate = Some(est);
-    r.packs = cls
-        .packs
-        .iter()
-        .zip(&actions)
-        .map(|(t, a)| PackDecision {
+    r.rescued += cls.rescued;
+    match &mut r.estimate {
+        Some(e) => e.merge(&est),
+        None => r.estimate = Some(est),
+    }
+    r.packs
+        .extend(cls.packs.iter().zip(&actions).map(|(t, a)| PackDecision {
             pack: t.cand.name.to_hex(),
             host: t.cand.host.to_hex(),
             len: t.cand.len,
             used: t.cand.live_bytes,
             action: a.clone(),
-        })
-        .collect();
+        }));
     (cls.packs, actions)
 }
 

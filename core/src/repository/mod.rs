@@ -7,6 +7,7 @@
 mod blobs;
 pub mod cache;
 mod files;
+mod forget;
 mod hosts;
 pub mod keys;
 pub mod packer;

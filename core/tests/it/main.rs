@@ -6,5 +6,6 @@ mod backup_restore;
 mod browse;
 mod cache;
 mod check;
+mod forget;
 mod prune;
 mod support;

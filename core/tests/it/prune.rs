@@ -193,7 +193,7 @@ fn mark_waits_for_grace_then_sweep_frees_what_nothing_uses() {
 
     clock.advance(2 * HOUR);
     let r = run(&mut f.repo, &clock, &opts(false));
-    assert_eq!(r.phases, ["sweep", "mark"], "{r:?}");
+    assert_eq!(r.phases, ["sweep", "clean"], "{r:?}");
     let e = r.estimate.as_ref().unwrap();
     assert!(e.packs_deleted + e.packs_repacked > 0, "{e:?}");
     let after = pack_bytes(&*f.backend);
@@ -218,8 +218,7 @@ fn instant_prune_frees_at_once_and_a_second_run_finds_nothing() {
     assert_restores(&mut f.repo, &f.keep, f.src.path(), &f.files);
     assert_checks(&f.repo);
     let again = run(&mut f.repo, &clock, &opts(true));
-    let e = again.estimate.unwrap();
-    assert_eq!(e.packs_deleted + e.packs_repacked, 0, "{e:?}");
+    assert_eq!(again.phases, ["clean"], "{again:?}");
 }
 
 #[test]
@@ -248,7 +247,7 @@ fn a_backup_running_across_mark_and_sweep_blocks_the_sweep_and_its_snapshot_rest
     })
     .unwrap();
     let r = run(&mut admin, &clock, &opts(false));
-    assert_eq!(r.phases, ["sweep", "mark"], "{r:?}");
+    assert_eq!(r.phases, ["sweep", "clean"], "{r:?}");
     assert!(
         r.rescued > 0,
         "I2: the new snapshot's blobs were condemned and rescued"
@@ -283,7 +282,7 @@ fn a_backup_after_mark_stores_condemned_blobs_again_instead_of_reusing_them() {
     );
     clock.advance(25 * HOUR);
     let r = run(&mut f.repo, &clock, &opts(false));
-    assert_eq!(r.phases, ["sweep", "mark"]);
+    assert_eq!(r.phases[0], "sweep");
     assert_checks(&f.repo);
     let files: BTreeMap<&str, Vec<u8>> = [("b.bin", noise(2, 3 << 20))].into();
     assert_restores(&mut f.repo, &out.snapshot, f.src_old.path(), &files);
@@ -402,7 +401,11 @@ fn a_prune_killed_at_any_backend_call_is_finished_by_the_next_prune() {
             let mut repo = f.repo.as_host(f.repo.host_id());
             let r = prune(&mut repo, &opts(true), &clock, &Quiet);
             let r = r.unwrap_or_else(|e| panic!("{op:?} #{n}: resumed prune failed: {e}"));
-            assert!(r.phases.contains(&"sweep"), "{op:?} #{n}: {r:?}");
+            // The killed run may have finished its sweep and failed only after it.
+            assert!(
+                r.phases.contains(&"sweep") || r.phases == ["clean"],
+                "{op:?} #{n}: {r:?}"
+            );
             assert_checks(&repo);
             assert_restores(&mut repo, &f.keep, f.src.path(), &f.files);
             // A third run settles whatever the resumed one left for a later plan.
