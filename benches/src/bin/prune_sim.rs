@@ -410,7 +410,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let h = History::generate(seed, DAYS, &Churn::default());
+    let h = match History::generate(seed, DAYS, &Churn::default()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("retention policy refused: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let written: u64 = h
         .written
         .iter()

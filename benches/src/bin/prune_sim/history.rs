@@ -3,6 +3,11 @@
 //! snapshots retention keeps after each day's forget. Generated once from the seed, so every
 //! strategy and profile prunes the same history.
 
+use cairn_core::forget::{self, Count};
+use cairn_core::snapshot::{Snapshot, Summary};
+use cairn_core::{Id, Id16};
+use chrono::{TimeZone, Utc};
+
 pub const MIB: u64 = 1 << 20;
 
 /// splitmix64: tiny, well mixed, and the same stream on every platform (integer only; the
@@ -110,7 +115,7 @@ pub struct History {
 }
 
 impl History {
-    pub fn generate(seed: u64, days: u32, churn: &Churn) -> History {
+    pub fn generate(seed: u64, days: u32, churn: &Churn) -> Result<History, String> {
         let mut r = Rng(seed);
         let mut blobs: Vec<Blob> = Vec::new();
         let mut written: Vec<Vec<u32>> = Vec::new();
@@ -204,14 +209,14 @@ impl History {
             );
         }
         let mut coin_rng = Rng(seed ^ 0xC0FF_EE00_0000_0045);
-        History {
+        Ok(History {
             days,
             blobs,
             written,
-            kept: retention_by_day(days),
+            kept: retention_by_day(days)?,
             machine,
             coin: (0..days).map(|_| coin_rng.below(45) == 0).collect(),
-        }
+        })
     }
 }
 
@@ -224,51 +229,48 @@ fn fresh(r: &mut Rng, blobs: &mut Vec<Blob>, day: u32) -> u32 {
     (blobs.len() - 1) as u32
 }
 
-/// `forget --keep-last 5 --keep-daily 6 --keep-weekly 3` after each day's backup, one
-/// snapshot a day. Forgotten snapshots never come back, so each day's input is the previous
-/// day's survivors plus today's snapshot.
-pub fn retention_by_day(days: u32) -> Vec<Vec<u32>> {
+/// Midnight UTC on Thursday 2026-01-01, the first simulated day; backups run at 02:00.
+const DAY0_S: i64 = 1_767_225_600;
+
+fn snapshot(day: u32) -> Snapshot {
+    Snapshot {
+        host_id: Id16([7; 16]),
+        time_ns: (DAY0_S + i64::from(day) * 86_400 + 7_200) * 1_000_000_000,
+        tree: Id([0; 32]),
+        paths: vec!["/".into()],
+        hostname: "sim".into(),
+        username: "sim".into(),
+        tags: Vec::new(),
+        parent: None,
+        program: "prune_sim".into(),
+        summary: Summary::default(),
+    }
+}
+
+/// `forget --keep-last 5 --keep-daily 6 --keep-weekly 3` (the real policy function, days
+/// in UTC) after each day's backup, one snapshot a day. Forgotten snapshots never come
+/// back, so each day's input is the previous day's survivors plus today's snapshot.
+pub fn retention_by_day(days: u32) -> Result<Vec<Vec<u32>>, String> {
+    let policy = forget::Policy {
+        last: Count::N(5),
+        daily: Count::N(6),
+        weekly: Count::N(3),
+        ..forget::Policy::default()
+    };
     let mut out: Vec<Vec<u32>> = Vec::new();
     let mut snaps: Vec<u32> = Vec::new();
     for day in 0..days {
         snaps.insert(0, day);
-        snaps = keep(&snaps, [5, 6, 3]);
+        let list: Vec<Snapshot> = snaps.iter().map(|d| snapshot(*d)).collect();
+        let refs: Vec<&Snapshot> = list.iter().collect();
+        let now = Utc.timestamp_nanos(list[0].time_ns);
+        let decision = forget::apply(&refs, &policy, &now).map_err(|e| e.to_string())?;
+        let mut kept: Vec<u32> = decision.keep.iter().map(|k| snaps[k.index]).collect();
+        kept.sort_unstable_by(|a, b| b.cmp(a));
+        snaps = kept;
         out.push(snaps.clone());
     }
-    out
-}
-
-/// restic's `ApplyPolicy` for last/daily/weekly counts over `snaps` (days, newest first):
-/// each rule keeps the newest snapshot of each bucket it has not seen yet while its count
-/// lasts, and the oldest snapshot stays while any rule has counts left.
-pub fn keep(snaps: &[u32], counts: [u32; 3]) -> Vec<u32> {
-    let mut left = counts;
-    let mut last: [Option<i64>; 3] = [None; 3];
-    let mut out = Vec::new();
-    for (nr, &day) in snaps.iter().enumerate() {
-        // Buckets: every snapshot its own; the calendar day; the ISO week. Day 0 is
-        // Thursday 2026-01-01, so Monday-based weeks start at day -3.
-        let buckets = [
-            nr as i64,
-            i64::from(day),
-            (i64::from(day) + 3).div_euclid(7),
-        ];
-        let mut kept = false;
-        for rule in 0..3 {
-            if left[rule] == 0 {
-                continue;
-            }
-            if last[rule] != Some(buckets[rule]) || nr + 1 == snaps.len() {
-                kept = true;
-                last[rule] = Some(buckets[rule]);
-                left[rule] -= 1;
-            }
-        }
-        if kept {
-            out.push(day);
-        }
-    }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -277,14 +279,16 @@ mod tests {
 
     #[test]
     fn retention_keeps_six_days_and_two_earlier_sundays() {
-        let kept = retention_by_day(60);
+        let kept = retention_by_day(60).expect("policy");
         // Day 59 is Sunday 2026-03-01: the week of day 59 is its own; the weeks before end on
         // days 52 and 45 (Sundays).
         assert_eq!(kept[59], vec![59, 58, 57, 56, 55, 54, 52, 45]);
         // Day 56 is a Thursday: its week's newest is itself; earlier weeks end on 52 and 45.
         assert_eq!(kept[56], vec![56, 55, 54, 53, 52, 51, 45]);
-        // The first days keep everything (the oldest rule).
+        // restic 0.14's rules, as cairn's forget has them: no "keep the oldest while counts
+        // are left" (a later restic's), so day 0 goes once day 6 is a daily.
         assert_eq!(kept[2], vec![2, 1, 0]);
+        assert_eq!(kept[6], vec![6, 5, 4, 3, 2, 1]);
     }
 
     #[test]
@@ -293,8 +297,8 @@ mod tests {
             machine_bytes: 200 * MIB,
             ..Churn::default()
         };
-        let a = History::generate(7, 30, &c);
-        let b = History::generate(7, 30, &c);
+        let a = History::generate(7, 30, &c).expect("history");
+        let b = History::generate(7, 30, &c).expect("history");
         assert_eq!(a.blobs.len(), b.blobs.len());
         assert_eq!(a.written, b.written);
         assert_eq!(a.coin, b.coin);
