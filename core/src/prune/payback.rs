@@ -214,6 +214,9 @@ pub fn decide(
     let mut repacked = 0u64;
     for (i, now, saved) in order {
         let c = &cands[i];
+        // The repacks taken before this one used part of the month's free egress.
+        let now =
+            now - price.egress(c.live_bytes, stored, 0) + price.egress(c.live_bytes, stored, down);
         let pb = payback(now, saved);
         let reason = if let Some(limit) = max_unused {
             (unused_left as f64 <= limit * stored as f64)
@@ -400,6 +403,26 @@ mod tests {
         );
         assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
         assert_eq!(actions[2], Action::Delete);
+    }
+
+    #[test]
+    fn the_free_egress_allowance_is_spent_once_per_run() {
+        // 100 GB free: each 60 GB repack alone looks free, but only the first one is.
+        let s3 = PriceProfile::builtin("s3-standard").expect("profile");
+        let mut p = policy();
+        p.pack_target = 100_000_000_000;
+        let big = |live| cand(120_000_000_000, live, 100.0);
+        let cands = [big(60_000_000_000), big(61_000_000_000)];
+        let (actions, est) = decide(&cands, &s3, 1_000_000_000_000, &p);
+        assert!(matches!(actions[0], Action::Repack { .. }), "{actions:?}");
+        // The second pays $0.09/GB for 21 of its 61 GB: $1.89 now against $1.35 a month
+        // saved is 42 days, still within 90 days; its estimate counts that egress.
+        assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+        assert!(est.cost_now > 1.8, "{est:?}");
+        p.max_payback_days = 30.0;
+        let (actions, _) = decide(&cands, &s3, 1_000_000_000_000, &p);
+        assert!(matches!(actions[0], Action::Repack { .. }), "{actions:?}");
+        assert!(matches!(actions[1], Action::Keep { .. }), "{actions:?}");
     }
 
     #[test]
