@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use cairn_core::cost::RequestClass;
 use cairn_core::prune::payback::{decide, Action, Candidate, Policy};
-use cairn_core::prune::price::PriceProfile;
+use cairn_core::prune::price::{FreeEgress, PriceProfile};
 use cairn_core::{Id, Id16};
 
 use history::{Churn, History, MIB};
@@ -34,52 +34,111 @@ const MONTH: u32 = 30;
 const PROFILES: [&str; 3] = ["b2", "s3-standard", "s3-onezone-ia"];
 const DEFAULT_SEED: u64 = 20_261_130;
 
+/// When a strategy prunes.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Strategy {
+enum Cadence {
     Never,
-    /// restic-like: `--max-unused 5%` every 30 days.
-    Monthly5,
-    /// The coin-flip cron script: `--max-unused 20%` on about one day in 45.
-    Coin20,
-    /// cairn's planner, weekly, default horizon.
-    Payback,
+    /// On the last day of every period of this many days.
+    Every(u32),
+    /// A cron job that runs prune when a die shows one (one day in 45 on average).
+    Coin,
 }
 
+/// How it decides (always through `decide`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rule {
+    /// restic's rule: `Policy::max_unused`.
+    MaxUnused(f64),
+    /// cairn's default: repack what pays back within 90 days.
+    Payback,
+    /// The same, told how much egress this month's earlier prunes used (the built-in
+    /// profiles assume the whole free allowance is left on every run).
+    PaybackMonthAware,
+}
+
+/// Whether a strategy takes part in the acceptance criterion.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Role {
+    Rival,
+    Planner,
+    /// Shown to separate the cadence from the rule; not in the criterion.
+    Reference,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Strategy {
+    label: &'static str,
+    cadence: Cadence,
+    rule: Rule,
+    role: Role,
+}
+
+const fn strategy(label: &'static str, cadence: Cadence, rule: Rule, role: Role) -> Strategy {
+    Strategy {
+        label,
+        cadence,
+        rule,
+        role,
+    }
+}
+
+const STRATEGIES: [Strategy; 7] = [
+    strategy("never prune", Cadence::Never, Rule::Payback, Role::Rival),
+    strategy(
+        "restic-like: max-unused 5%, every 30 days",
+        Cadence::Every(MONTH),
+        Rule::MaxUnused(0.05),
+        Role::Rival,
+    ),
+    strategy(
+        "cron coin flip: max-unused 20%, ~every 45 days",
+        Cadence::Coin,
+        Rule::MaxUnused(0.20),
+        Role::Rival,
+    ),
+    strategy(
+        "cairn planner: payback <= 90 days, weekly",
+        Cadence::Every(7),
+        Rule::Payback,
+        Role::Planner,
+    ),
+    strategy(
+        "(ref) max-unused 5%, weekly",
+        Cadence::Every(7),
+        Rule::MaxUnused(0.05),
+        Role::Reference,
+    ),
+    strategy(
+        "(ref) cairn planner, every 30 days",
+        Cadence::Every(MONTH),
+        Rule::Payback,
+        Role::Reference,
+    ),
+    strategy(
+        "(ref) cairn planner, weekly, month-aware egress",
+        Cadence::Every(7),
+        Rule::PaybackMonthAware,
+        Role::Reference,
+    ),
+];
+
 impl Strategy {
-    const ALL: [Strategy; 4] = [
-        Strategy::Never,
-        Strategy::Monthly5,
-        Strategy::Coin20,
-        Strategy::Payback,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Strategy::Never => "never prune",
-            Strategy::Monthly5 => "restic-like: max-unused 5%, every 30 days",
-            Strategy::Coin20 => "cron coin flip: max-unused 20%, ~every 45 days",
-            Strategy::Payback => "cairn planner: payback <= 90 days, weekly",
+    fn runs_on(&self, h: &History, day: u32) -> bool {
+        match self.cadence {
+            Cadence::Never => false,
+            Cadence::Every(n) => day % n == n - 1,
+            Cadence::Coin => h.coin[day as usize],
         }
     }
 
-    fn runs_on(self, h: &History, day: u32) -> bool {
-        match self {
-            Strategy::Never => false,
-            Strategy::Monthly5 => day % MONTH == MONTH - 1,
-            Strategy::Coin20 => h.coin[day as usize],
-            Strategy::Payback => day % 7 == 6,
-        }
-    }
-
-    fn policy(self) -> Policy {
+    fn policy(&self) -> Policy {
         Policy {
             max_payback_days: 90.0,
             max_download: None,
             max_repack: None,
-            max_unused: match self {
-                Strategy::Monthly5 => Some(0.05),
-                Strategy::Coin20 => Some(0.20),
-                Strategy::Never | Strategy::Payback => None,
+            max_unused: match self.rule {
+                Rule::MaxUnused(x) => Some(x),
+                Rule::Payback | Rule::PaybackMonthAware => None,
             },
             // B2 too: the simulated key has deleteFiles, so a delete removes the version
             // instead of hiding it (see the note printed with the B2 table).
@@ -248,7 +307,8 @@ impl<'a> Sim<'a> {
                 which.push(i);
             }
         }
-        let (actions, _) = decide(&cands, self.price, stored, &self.policy);
+        let price = self.decision_price(stored);
+        let (actions, _) = decide(&cands, &price, stored, &self.policy);
         let mut gone = vec![false; self.packs.len()];
         let mut copy: Vec<u32> = Vec::new();
         for ((c, a), &i) in cands.iter().zip(&actions).zip(&which) {
@@ -284,6 +344,22 @@ impl<'a> Sim<'a> {
         let puts = self.write_packs(&copy, day);
         self.request(RequestClass::Put, puts);
         self.check(day)
+    }
+
+    /// The profile `decide` sees: the real one, or for the month-aware reference its free
+    /// egress reduced by what this month's earlier prunes downloaded.
+    fn decision_price(&self, stored: u64) -> PriceProfile {
+        let mut price = self.price.clone();
+        if self.strategy.rule == Rule::PaybackMonthAware {
+            let free = match price.egress_free {
+                FreeEgress::None => 0.0,
+                FreeEgress::Gb(g) => g * 1e9,
+                FreeEgress::StoredMultiple(m) => m * stored as f64,
+            };
+            let left = (free - self.month_down as f64).max(0.0);
+            price.egress_free = FreeEgress::Gb(left / 1e9);
+        }
+        price
     }
 
     fn candidate(&self, p: &Pack, kept: &[u32], day: u32) -> Option<Candidate> {
@@ -331,8 +407,7 @@ impl<'a> Sim<'a> {
             if b.born <= day && b.referenced(kept) && seen[i] != 1 {
                 return Err(format!(
                     "day {day}, {}: blob {i} is in {} packs",
-                    self.strategy.label(),
-                    seen[i]
+                    self.strategy.label, seen[i]
                 ));
             }
         }
@@ -360,7 +435,7 @@ fn print_table(price: &PriceProfile, bills: &[(Strategy, Bill)]) {
     for (s, b) in bills {
         println!(
             "| {} | {} | {:.1} | {:.2} | {:.2} | {:.4} | {:.2} | **{:.2}** | {:.1} |",
-            s.label(),
+            s.label,
             b.runs,
             gb(b.bytes_down),
             b.storage,
@@ -380,37 +455,41 @@ fn print_table(price: &PriceProfile, bills: &[(Strategy, Bill)]) {
     }
 }
 
-fn parse_seed() -> Result<u64, String> {
+const USAGE: &str = "usage: prune_sim [--seed N] [--churn clustered|uniform]   \
+                     (see docs/benchmarks.md, \"Prune cost simulator\")";
+
+fn parse_args() -> Result<(u64, &'static str, Churn), String> {
     let mut args = std::env::args().skip(1);
     let mut seed = DEFAULT_SEED;
+    let mut churn = ("clustered", Churn::default());
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => {
-                let v = args.next().ok_or("--seed needs a value")?;
+                let v = args.next().ok_or(USAGE)?;
                 seed = v.parse().map_err(|e| format!("--seed {v}: {e}"))?;
             }
-            "-h" | "--help" => {
-                return Err("usage: prune_sim [--seed N]   (see docs/benchmarks.md)".into())
+            "--churn" => {
+                churn = match args.next().as_deref() {
+                    Some("clustered") => ("clustered", Churn::default()),
+                    Some("uniform") => ("uniform", Churn::uniform()),
+                    _ => return Err(USAGE.into()),
+                }
             }
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: prune_sim [--seed N]"
-                ))
-            }
+            _ => return Err(USAGE.into()),
         }
     }
-    Ok(seed)
+    Ok((seed, churn.0, churn.1))
 }
 
 fn main() -> ExitCode {
-    let seed = match parse_seed() {
-        Ok(s) => s,
+    let (seed, churn_name, churn) = match parse_args() {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    let h = match History::generate(seed, DAYS, &Churn::default()) {
+    let h = match History::generate(seed, DAYS, &churn) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("retention policy refused: {e}");
@@ -423,7 +502,7 @@ fn main() -> ExitCode {
         .flatten()
         .map(|b| u64::from(h.blobs[*b as usize].size))
         .sum();
-    println!("# cairn prune cost simulator (seed {seed})\n");
+    println!("# cairn prune cost simulator (seed {seed}, {churn_name} churn)\n");
     println!(
         "{} days of daily backups; machine {:.1} GB on day 0, {:.1} GB on the last day; \
          {:.1} GB written by backups in all ({} blobs); retention --keep-last 5 \
@@ -442,7 +521,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         };
         let mut bills = Vec::new();
-        for s in Strategy::ALL {
+        for s in STRATEGIES {
             match Sim::new(&h, &price, s).run() {
                 Ok(b) => bills.push((s, b)),
                 Err(e) => {
@@ -454,17 +533,17 @@ fn main() -> ExitCode {
         print_table(&price, &bills);
         let planner = bills
             .iter()
-            .find(|(s, _)| *s == Strategy::Payback)
+            .find(|(s, _)| s.role == Role::Planner)
             .map_or(f64::INFINITY, |(_, b)| b.total());
         if let Some((s, b)) = bills
             .iter()
-            .filter(|(s, _)| *s != Strategy::Payback)
+            .filter(|(s, _)| s.role == Role::Rival)
             .min_by(|a, b| a.1.total().total_cmp(&b.1.total()))
         {
             if planner > b.total() + 1e-9 {
                 failures.push(format!(
                     "{name}: cairn's planner ${planner:.2} > {} ${:.2}",
-                    s.label(),
+                    s.label,
                     b.total()
                 ));
             }

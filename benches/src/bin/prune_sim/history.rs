@@ -78,9 +78,15 @@ pub struct Churn {
     /// Share of the blobs that are new files each day, and share deleted.
     pub grow: f64,
     pub shrink: f64,
+    /// The machine is 100 runs of blobs ("directories") in archiver order, in three tiers:
+    /// (directories, share of the day's ordinary changes).
+    pub tiers: [(usize, f64); 3],
 }
 
 impl Default for Churn {
+    /// Clustered: hot directories (mail, browser profile, databases) take most changes,
+    /// warm ones (documents, projects) some, cold ones (media, installed software) rarely,
+    /// as on real machines; this decides how dead space spreads over packs.
     fn default() -> Self {
         Churn {
             machine_bytes: 50_000_000_000,
@@ -89,17 +95,23 @@ impl Default for Churn {
             burst: (0.02, 0.06),
             grow: 0.001,
             shrink: 0.0005,
+            tiers: [(3, 0.75), (20, 0.20), (77, 0.05)],
         }
     }
 }
 
-/// Directories: the machine is 100 runs of blobs in archiver order. Hot ones (mail, browser
-/// profile, databases) take most changes, warm ones (documents, projects) some, cold ones
-/// (media, installed software) rarely: changes cluster, as they do on real machines, which
-/// decides how dead space spreads over packs.
+impl Churn {
+    /// The stress case: every blob equally likely to change, so dead space is spread thinly
+    /// over every pack.
+    pub fn uniform() -> Self {
+        Churn {
+            tiers: [(3, 0.03), (20, 0.20), (77, 0.77)],
+            ..Churn::default()
+        }
+    }
+}
+
 const REGIONS: usize = 100;
-/// (regions, share of the day's changes)
-const TIERS: [(usize, f64); 3] = [(3, 0.75), (20, 0.20), (77, 0.05)];
 
 pub struct History {
     pub days: u32,
@@ -132,7 +144,8 @@ impl History {
         machine.push(bytes);
         // Tiers are fixed on the first machine; new files land at the end (new directories).
         let base = slots.len();
-        let mut region_tier: Vec<usize> = TIERS
+        let mut region_tier: Vec<usize> = churn
+            .tiers
             .iter()
             .enumerate()
             .flat_map(|(t, (n, _))| std::iter::repeat_n(t, *n))
@@ -141,7 +154,7 @@ impl History {
             let j = r.below(i as u64 + 1) as usize;
             region_tier.swap(i, j);
         }
-        let tier_regions: Vec<Vec<usize>> = (0..TIERS.len())
+        let tier_regions: Vec<Vec<usize>> = (0..churn.tiers.len())
             .map(|t| (0..REGIONS).filter(|g| region_tier[*g] == t).collect())
             .collect();
         let region_len = base / REGIONS;
@@ -152,8 +165,8 @@ impl History {
             let mut changed: Vec<usize> = Vec::new();
             for _ in 0..(share * live) as u64 {
                 let mut pick = r.unit();
-                let mut tier = TIERS.len() - 1;
-                for (t, (_, w)) in TIERS.iter().enumerate() {
+                let mut tier = churn.tiers.len() - 1;
+                for (t, (_, w)) in churn.tiers.iter().enumerate() {
                     if pick < *w {
                         tier = t;
                         break;
