@@ -428,16 +428,24 @@ fn print_table(price: &PriceProfile, bills: &[(Strategy, Bill)]) {
         );
     }
     println!(
-        "| strategy | runs | repacked GB down | storage $ | egress $ | requests $ | \
-         early-delete $ | total $ | final GB |"
+        "| strategy | runs | packs deleted / repacked | GB down | LIST / GET / PUT / DELETE | \
+         storage $ | egress $ | requests $ | early-delete $ | total $ | final GB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (s, b) in bills {
+        let n = |c| b.counts[class_index(c)];
         println!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {:.4} | {:.2} | **{:.2}** | {:.1} |",
+            "| {} | {} | {} / {} | {:.1} | {} / {} / {} / {} | {:.2} | {:.2} | {:.2} | {:.2} | \
+             **{:.2}** | {:.1} |",
             s.label,
             b.runs,
+            b.packs_deleted,
+            b.packs_repacked,
             gb(b.bytes_down),
+            n(RequestClass::List),
+            n(RequestClass::Get),
+            n(RequestClass::Put),
+            n(RequestClass::Delete),
             b.storage,
             b.egress,
             b.requests,
