@@ -1,12 +1,13 @@
 //! Prune cost simulator (issue 7, §4): a year of daily backups of a ~50 GB machine into a
-//! simulated repository of 16 MiB packs, pruned by four strategies, each decided by the real
-//! cost model (`cairn_core::prune::payback::decide`) under the real price profiles, and the
-//! money each strategy spends is counted day by day.
+//! simulated repository of 16 MiB packs, pruned by four strategies (plus reference rows),
+//! each decided by the real cost model (`cairn_core::prune::payback::decide`) under the
+//! real price profiles, and the money each strategy spends is counted day by day.
 //!
 //! Deterministic: one seeded PRNG, no network, no repository. Run
-//! `cargo run --release -p cairn-benches --bin prune_sim [-- --seed N]`. Exits 1 when
-//! cairn's planner is not at or below the cheapest other strategy under every profile.
-//! docs/benchmarks.md ("Prune cost simulator") gives the model's assumptions and results.
+//! `cargo run --release -p cairn-benches --bin prune_sim [-- --seed N --churn uniform]`.
+//! Exits 1 when cairn's planner is not at or below the cheapest other strategy under every
+//! profile, 2 when the simulation breaks an invariant. docs/benchmarks.md ("Prune cost
+//! simulator") gives the model's assumptions and results.
 
 // A crate root looks for modules beside it, not in a directory named after it.
 #[path = "prune_sim/history.rs"]
