@@ -219,12 +219,23 @@ pub fn decide(
     let mut repacked = 0u64;
     for (i, now, saved) in order {
         let c = &cands[i];
+        // The repacks taken before this one used part of the month's free egress.
+        let now =
+            now - price.egress(c.live_bytes, stored, 0) + price.egress(c.live_bytes, stored, down);
         let pb = payback(now, saved);
         let reason = if let Some(limit) = max_unused {
             (unused_left as f64 <= limit * stored as f64)
                 .then(|| format!("unused space already within {:.0}%", limit * 100.0))
         } else if !policy.delete_frees {
             Some("deleting only hides files with this key: nothing would be saved".into())
+        } else if c.age_days < price.min_storage_days {
+            // Until its minimum storage duration is over, the pack is billed whether it goes
+            // or not: a repack now saves nothing yet and stores the live blobs twice, while
+            // a later prune does the same repack for less (and more of it may be dead then).
+            Some(format!(
+                "younger than the {:.0}-day minimum storage duration: repacking later costs less",
+                price.min_storage_days
+            ))
         } else if pb > policy.max_payback_days {
             Some(if pb.is_finite() {
                 format!(
@@ -375,6 +386,45 @@ mod tests {
         let (actions, _) = decide(&[young, old], &wasabi, 1_000_000_000, &p);
         assert!(matches!(actions[0], Action::Keep { .. }), "{actions:?}");
         assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+    }
+
+    #[test]
+    fn young_packs_wait_for_their_minimum_storage_duration_however_well_they_pay() {
+        // 90% unused pays back in about 4 days, but until day 30 the old pack is billed
+        // anyway: repacking at day 10 only stores the live tenth twice for 20 days.
+        let ia = PriceProfile::builtin("s3-onezone-ia").expect("profile");
+        let mut p = policy();
+        p.max_payback_days = 365.0;
+        let young = cand(16_000_000, 1_600_000, 10.0);
+        let old = cand(16_000_000, 1_600_000, 30.0);
+        let dead = cand(16_000_000, 0, 10.0);
+        let (actions, _) = decide(&[young, old, dead], &ia, 1_000_000_000, &p);
+        assert!(
+            matches!(&actions[0], Action::Keep { reason } if reason.contains("minimum storage")),
+            "{actions:?}"
+        );
+        assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+        assert_eq!(actions[2], Action::Delete);
+    }
+
+    #[test]
+    fn the_free_egress_allowance_is_spent_once_per_run() {
+        // 100 GB free: each 60 GB repack alone looks free, but only the first one is.
+        let s3 = PriceProfile::builtin("s3-standard").expect("profile");
+        let mut p = policy();
+        p.pack_target = 100_000_000_000;
+        let big = |live| cand(120_000_000_000, live, 100.0);
+        let cands = [big(60_000_000_000), big(61_000_000_000)];
+        let (actions, est) = decide(&cands, &s3, 1_000_000_000_000, &p);
+        assert!(matches!(actions[0], Action::Repack { .. }), "{actions:?}");
+        // The second pays $0.09/GB for 21 of its 61 GB: $1.89 now against $1.35 a month
+        // saved is 42 days, still within 90 days; its estimate counts that egress.
+        assert!(matches!(actions[1], Action::Repack { .. }), "{actions:?}");
+        assert!(est.cost_now > 1.8, "{est:?}");
+        p.max_payback_days = 30.0;
+        let (actions, _) = decide(&cands, &s3, 1_000_000_000_000, &p);
+        assert!(matches!(actions[0], Action::Repack { .. }), "{actions:?}");
+        assert!(matches!(actions[1], Action::Keep { .. }), "{actions:?}");
     }
 
     #[test]
