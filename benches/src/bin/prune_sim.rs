@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use cairn_core::cost::RequestClass;
 use cairn_core::prune::payback::{decide, Action, Candidate, Policy};
-use cairn_core::prune::price::{FreeEgress, PriceProfile};
+use cairn_core::prune::price::PriceProfile;
 use cairn_core::{Id, Id16};
 
 use history::{Churn, History, MIB};
@@ -52,9 +52,6 @@ enum Rule {
     MaxUnused(f64),
     /// cairn's default: repack what pays back within 90 days.
     Payback,
-    /// The same, told how much egress this month's earlier prunes used (the built-in
-    /// profiles assume the whole free allowance is left on every run).
-    PaybackMonthAware,
 }
 
 /// Whether a strategy takes part in the acceptance criterion.
@@ -83,7 +80,7 @@ const fn strategy(label: &'static str, cadence: Cadence, rule: Rule, role: Role)
     }
 }
 
-const STRATEGIES: [Strategy; 7] = [
+const STRATEGIES: [Strategy; 6] = [
     strategy("never prune", Cadence::Never, Rule::Payback, Role::Rival),
     strategy(
         "restic-like: max-unused 5%, every 30 days",
@@ -115,12 +112,6 @@ const STRATEGIES: [Strategy; 7] = [
         Rule::Payback,
         Role::Reference,
     ),
-    strategy(
-        "(ref) cairn planner, weekly, month-aware egress",
-        Cadence::Every(7),
-        Rule::PaybackMonthAware,
-        Role::Reference,
-    ),
 ];
 
 impl Strategy {
@@ -139,7 +130,7 @@ impl Strategy {
             max_repack: None,
             max_unused: match self.rule {
                 Rule::MaxUnused(x) => Some(x),
-                Rule::Payback | Rule::PaybackMonthAware => None,
+                Rule::Payback => None,
             },
             // B2 too: the simulated key has deleteFiles, so a delete removes the version
             // instead of hiding it (see the note printed with the B2 table).
@@ -148,6 +139,7 @@ impl Strategy {
             down_rate: 20e6,
             up_rate: 10e6,
             pack_target: PACK_TARGET,
+            egress_used: 0,
         }
     }
 }
@@ -308,8 +300,11 @@ impl<'a> Sim<'a> {
                 which.push(i);
             }
         }
-        let price = self.decision_price(stored);
-        let (actions, _) = decide(&cands, &price, stored, &self.policy);
+        // As the real prune does from its last sweep record: this month's earlier
+        // downloads already used that much of the free egress.
+        let mut policy = self.policy.clone();
+        policy.egress_used = self.month_down;
+        let (actions, _) = decide(&cands, self.price, stored, &policy);
         let mut gone = vec![false; self.packs.len()];
         let mut copy: Vec<u32> = Vec::new();
         for ((c, a), &i) in cands.iter().zip(&actions).zip(&which) {
@@ -319,8 +314,8 @@ impl<'a> Sim<'a> {
                 Action::Repack { .. } => {
                     self.bill.packs_repacked += 1;
                     self.request(RequestClass::Get, c.live_ranges);
-                    self.bill.bytes_down += c.live_bytes;
-                    self.month_down += c.live_bytes;
+                    self.bill.bytes_down += c.download_bytes;
+                    self.month_down += c.download_bytes;
                     let h = self.h;
                     copy.extend(
                         self.packs[i]
@@ -347,26 +342,11 @@ impl<'a> Sim<'a> {
         self.check(day)
     }
 
-    /// The profile `decide` sees: the real one, or for the month-aware reference its free
-    /// egress reduced by what this month's earlier prunes downloaded.
-    fn decision_price(&self, stored: u64) -> PriceProfile {
-        let mut price = self.price.clone();
-        if self.strategy.rule == Rule::PaybackMonthAware {
-            let free = match price.egress_free {
-                FreeEgress::None => 0.0,
-                FreeEgress::Gb(g) => g * 1e9,
-                FreeEgress::StoredMultiple(m) => m * stored as f64,
-            };
-            let left = (free - self.month_down as f64).max(0.0);
-            price.egress_free = FreeEgress::Gb(left / 1e9);
-        }
-        price
-    }
-
     fn candidate(&self, p: &Pack, kept: &[u32], day: u32) -> Option<Candidate> {
         let mut live_bytes = 0u64;
         let mut dead = false;
         let mut ranges = 0u64;
+        let mut download_bytes = 0u64;
         let mut offset = 0u64;
         let mut end: Option<u64> = None;
         for &b in &p.blobs {
@@ -374,8 +354,13 @@ impl<'a> Sim<'a> {
             let size = u64::from(blob.size);
             if blob.referenced(kept) {
                 live_bytes += size;
-                if end.is_none_or(|e| offset > e + MERGE_GAP) {
-                    ranges += 1;
+                match end {
+                    // Merged into the open read: the dead gap is downloaded too.
+                    Some(e) if offset <= e + MERGE_GAP => download_bytes += offset - e + size,
+                    _ => {
+                        ranges += 1;
+                        download_bytes += size;
+                    }
                 }
                 end = Some(offset + size);
             } else {
@@ -391,6 +376,7 @@ impl<'a> Sim<'a> {
             len: p.len,
             live_bytes,
             live_ranges: ranges,
+            download_bytes,
             age_days: f64::from(day - p.created),
         })
     }

@@ -159,6 +159,8 @@ pub fn prune_open(
             down_rate,
             up_rate,
             pack_target: repo.config().pack_target,
+            // Filled in from the last sweep record.
+            egress_used: 0,
         },
         price: price.clone(),
         owner: LockOwner {

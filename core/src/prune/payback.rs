@@ -21,6 +21,8 @@ pub struct Candidate {
     pub live_bytes: u64,
     /// Number of ranged reads the live blobs take.
     pub live_ranges: u64,
+    /// Bytes those reads download: the live blobs and the small gaps merged between them.
+    pub download_bytes: u64,
     /// Age in days (from the index file that first listed it).
     pub age_days: f64,
 }
@@ -70,6 +72,9 @@ pub struct Policy {
     pub up_rate: f64,
     /// Size a repacked pack is filled to.
     pub pack_target: u64,
+    /// Bytes earlier prunes downloaded this calendar month (from the last sweep record):
+    /// they used that much of the month's free egress already.
+    pub egress_used: u64,
 }
 
 /// Totals of a decision, the estimate a dry run prints.
@@ -137,7 +142,9 @@ impl Estimate {
             .iter()
             .map(|c| price.requests(*c, *self.requests.get(c.as_str()).unwrap_or(&0)))
             .sum();
-        self.cost_now = requests + price.egress(self.bytes_down, stored, 0) + self.early_delete;
+        self.cost_now = requests
+            + price.egress(self.bytes_down, stored, policy.egress_used)
+            + self.early_delete;
         self.seconds =
             self.bytes_down as f64 / policy.down_rate + self.bytes_up as f64 / policy.up_rate;
         self.payback_days =
@@ -151,7 +158,7 @@ fn repack_money(c: &Candidate, price: &PriceProfile, stored: u64, policy: &Polic
     let now = price.requests(RequestClass::Get, c.live_ranges)
         + price.requests(RequestClass::Put, 1) * parts
         + price.requests(RequestClass::Delete, 1)
-        + price.egress(c.live_bytes, stored, 0)
+        + price.egress(c.download_bytes, stored, 0)
         // Deleting before the minimum storage duration bills the remaining days now.
         + early_delete(c, price);
     let saved = if policy.delete_frees {
@@ -220,8 +227,8 @@ pub fn decide(
     for (i, now, saved) in order {
         let c = &cands[i];
         // The repacks taken before this one used part of the month's free egress.
-        let now =
-            now - price.egress(c.live_bytes, stored, 0) + price.egress(c.live_bytes, stored, down);
+        let now = now - price.egress(c.download_bytes, stored, 0)
+            + price.egress(c.download_bytes, stored, policy.egress_used + down);
         let pb = payback(now, saved);
         let reason = if let Some(limit) = max_unused {
             (unused_left as f64 <= limit * stored as f64)
@@ -248,7 +255,9 @@ pub fn decide(
         } else {
             None
         };
-        let over_budget = policy.max_download.is_some_and(|m| down + c.live_bytes > m)
+        let over_budget = policy
+            .max_download
+            .is_some_and(|m| down + c.download_bytes > m)
             || policy.max_repack.is_some_and(|m| repacked + c.len > m);
         actions[i] = match (reason, over_budget) {
             (Some(reason), _) => Action::Keep { reason },
@@ -256,7 +265,7 @@ pub fn decide(
                 reason: "over the download or repack budget".into(),
             },
             (None, false) => {
-                down += c.live_bytes;
+                down += c.download_bytes;
                 repacked += c.len;
                 unused_left = unused_left.saturating_sub(c.len - c.live_bytes);
                 Action::Repack {
@@ -302,7 +311,7 @@ pub fn totals(
             Action::Repack { .. } => {
                 e.packs_repacked += 1;
                 e.bytes_freed += c.len - c.live_bytes;
-                e.bytes_down += c.live_bytes;
+                e.bytes_down += c.download_bytes;
                 repack_live += c.live_bytes;
                 e.add_requests(RequestClass::Get, c.live_ranges);
                 e.add_requests(RequestClass::Delete, 1);
@@ -339,6 +348,7 @@ mod tests {
             len,
             live_bytes: live,
             live_ranges: if live > 0 { 3 } else { 0 },
+            download_bytes: live,
             age_days: age,
         }
     }
@@ -353,6 +363,7 @@ mod tests {
             down_rate: 50e6,
             up_rate: 10e6,
             pack_target: 16 << 20,
+            egress_used: 0,
         }
     }
 
@@ -425,6 +436,25 @@ mod tests {
         let (actions, _) = decide(&cands, &s3, 1_000_000_000_000, &p);
         assert!(matches!(actions[0], Action::Repack { .. }), "{actions:?}");
         assert!(matches!(actions[1], Action::Keep { .. }), "{actions:?}");
+    }
+
+    #[test]
+    fn egress_earlier_prunes_used_this_month_is_not_free_again() {
+        let s3 = PriceProfile::builtin("s3-standard").expect("profile");
+        let mut p = policy();
+        p.pack_target = 100_000_000_000;
+        let cands = [cand(16_000_000_000, 15_000_000_000, 100.0)];
+        let (a, fresh) = decide(&cands, &s3, 1_000_000_000_000, &p);
+        assert!(matches!(a[0], Action::Repack { .. }), "{a:?}");
+        assert!(fresh.cost_now < 0.01, "within the free 100 GB: {fresh:?}");
+        p.egress_used = 100_000_000_000;
+        let (a, spent) = decide(&cands, &s3, 1_000_000_000_000, &p);
+        // 15 GB at $0.09 is $1.35 against 1 GB saved ($0.023 a month): years.
+        assert!(matches!(a[0], Action::Keep { .. }), "{a:?}");
+        assert!(
+            spent.cost_now == 0.0 || spent.packs_repacked == 0,
+            "{spent:?}"
+        );
     }
 
     #[test]

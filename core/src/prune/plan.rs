@@ -153,13 +153,18 @@ pub struct SweepRecord {
     pub deleted: Vec<(Id16, Id)>,
     /// Condemned blobs that snapshots written since Mark still referenced, so were kept.
     pub rescued: u64,
+    /// The calendar month (UTC) of `finished_ms` as YYYYMM.
+    pub month: u32,
+    /// Bytes prunes downloaded in that month, this one included: the next prune of the
+    /// same month knows how much free egress is left.
+    pub month_egress: u64,
 }
 
 impl SweepRecord {
     /// Canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new();
-        e.map(6);
+        e.map(8);
         e.key(0).u64(1);
         e.key(1).u64(self.gen);
         e.key(2).bytes(&self.plan.0);
@@ -169,14 +174,16 @@ impl SweepRecord {
             e.array(2).bytes(&h.0).bytes(&n.0);
         }
         e.key(5).u64(self.rescued);
+        e.key(6).u64(self.month.into());
+        e.key(7).u64(self.month_egress);
         e.buf
     }
 
     /// Decodes an authenticated payload.
     pub fn decode(b: &[u8]) -> Result<Self, CborError> {
         let mut d = Dec::new(b);
-        if d.map()? != 6 {
-            return Err(d.err("sweep record must have 6 fields"));
+        if d.map()? != 8 {
+            return Err(d.err("sweep record must have 8 fields"));
         }
         let mut prev = None;
         expect_key(&mut d, &mut prev, 0)?;
@@ -200,6 +207,10 @@ impl SweepRecord {
         }
         expect_key(&mut d, &mut prev, 5)?;
         let rescued = d.u64()?;
+        expect_key(&mut d, &mut prev, 6)?;
+        let month = d.u32()?;
+        expect_key(&mut d, &mut prev, 7)?;
+        let month_egress = d.u64()?;
         d.finish()?;
         Ok(Self {
             gen,
@@ -207,8 +218,18 @@ impl SweepRecord {
             finished_ms,
             deleted,
             rescued,
+            month,
+            month_egress,
         })
     }
+}
+
+/// The calendar month (UTC) of `ms` as YYYYMM.
+pub fn month_of(ms: i64) -> u32 {
+    use chrono::Datelike;
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.year().max(0) as u32 * 100 + t.month())
+        .unwrap_or(0)
 }
 
 fn expect_key(d: &mut Dec, prev: &mut Option<u64>, want: u64) -> Result<(), CborError> {
@@ -276,6 +297,8 @@ mod tests {
             finished_ms: 42,
             deleted: vec![(Id16([1; 16]), Id([2; 32]))],
             rescued: 7,
+            month: 202611,
+            month_egress: 1 << 30,
         };
         assert_eq!(SweepRecord::decode(&r.encode()).unwrap(), r);
         let mut b = r.encode();

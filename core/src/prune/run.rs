@@ -120,6 +120,19 @@ pub struct StateFiles {
     pub plans: Vec<(Id, u64)>,
     /// Sweep records that verified.
     pub sweeps: Vec<(Id, u64)>,
+    /// (month, bytes) prunes downloaded in the month of the newest sweep record.
+    pub month_egress: (u32, u64),
+}
+
+impl StateFiles {
+    /// Bytes prunes already downloaded in the month of `now_ms`.
+    pub fn egress_this_month(&self, now_ms: i64) -> u64 {
+        if self.month_egress.0 == super::plan::month_of(now_ms) {
+            self.month_egress.1
+        } else {
+            0
+        }
+    }
 }
 
 /// The newest verified plan no sweep record closes (with its name), the newest
@@ -135,6 +148,10 @@ fn pending(repo: &Repository, warnings: &mut Vec<String>) -> Result<Pending> {
     let state = StateFiles {
         plans: plans.iter().map(|(n, p)| (*n, p.gen)).collect(),
         sweeps: sweeps.iter().map(|(n, r)| (*n, r.gen)).collect(),
+        month_egress: sweeps
+            .last()
+            .map(|(_, r)| (r.month, r.month_egress))
+            .unwrap_or_default(),
     };
     let swept: HashSet<u64> = sweeps.iter().map(|(_, r)| r.gen).collect();
     let top = plans.last().map(|(_, p)| p.gen).unwrap_or(0);

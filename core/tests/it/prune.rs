@@ -54,6 +54,7 @@ fn opts(instant: bool) -> PruneOptions {
             down_rate: 1e8,
             up_rate: 1e8,
             pack_target: 16 << 20,
+            egress_used: 0,
         },
         price: PriceProfile::builtin("local").unwrap(),
         owner: LockOwner {

@@ -36,21 +36,28 @@ pub struct Classified {
 /// Blobs of one pack closer than this share a ranged read (as in `stream_pack_blobs`).
 const MERGE_GAP: u64 = 1 << 20;
 
-fn ranges(entries: &[PackEntry]) -> u64 {
+/// The ranged reads that fetch `entries`: how many, and how many bytes they move (the
+/// gaps merged into a read are downloaded too).
+fn ranges(entries: &[PackEntry]) -> (u64, u64) {
     let mut offs: Vec<(u64, u64)> = entries
         .iter()
         .map(|e| (e.offset, e.offset + u64::from(e.slen)))
         .collect();
     offs.sort_unstable();
     let mut n = 0;
+    let mut bytes = 0;
     let mut end: Option<u64> = None;
     for (s, e) in offs {
-        if end.is_none_or(|x| s > x + MERGE_GAP || s < x) {
-            n += 1;
+        match end {
+            Some(x) if s >= x && s <= x + MERGE_GAP => bytes += e - x,
+            _ => {
+                n += 1;
+                bytes += e - s;
+            }
         }
         end = Some(e);
     }
-    n
+    (n, bytes)
 }
 
 /// Applies `plan` to a fresh census: an entry goes only if the plan condemned it and no
@@ -112,6 +119,7 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
                         len,
                         live_bytes: 0,
                         live_ranges: 0,
+                        download_bytes: 0,
                         age_days: 0.0,
                     },
                     kind: PackKind::Group,
@@ -148,13 +156,15 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
         let repackable = keep
             .iter()
             .all(|e| p.kind != PackKind::Private || census.private_cks.contains_key(&e.id));
+        let (live_ranges, download_bytes) = ranges(&keep);
         packs.push(Touched {
             cand: Candidate {
                 host: p.host,
                 name: cp.name,
                 len: p.len,
                 live_bytes: keep.iter().map(|e| u64::from(e.slen)).sum(),
-                live_ranges: ranges(&keep),
+                live_ranges,
+                download_bytes,
                 age_days: (now_ms - p.indexed_ms).max(0) as f64 / 86_400_000.0,
             },
             kind: p.kind,

@@ -107,7 +107,9 @@ pub fn plan(
 ) -> Work {
     let cls = classify(census, plan, now_ms);
     let cands: Vec<_> = cls.packs.iter().map(|t| t.cand.clone()).collect();
-    let (mut actions, _) = payback::decide(&cands, &opts.price, census.total_bytes, &opts.policy);
+    let mut policy = opts.policy.clone();
+    policy.egress_used = state.egress_this_month(now_ms);
+    let (mut actions, _) = payback::decide(&cands, &opts.price, census.total_bytes, &policy);
     for (t, a) in cls.packs.iter().zip(actions.iter_mut()) {
         if t.superseded {
             *a = Action::Delete;
@@ -181,19 +183,13 @@ pub fn plan(
         )
         .collect();
 
-    let mut est = payback::totals(
-        &cands,
-        &w.actions,
-        &opts.price,
-        census.total_bytes,
-        &opts.policy,
-    );
+    let mut est = payback::totals(&cands, &w.actions, &opts.price, census.total_bytes, &policy);
     // The bookkeeping around the packs: index files and the sweep record written, the
     // index files, markers and old state removed.
     let removes = (w.old_index.len() + w.old_markers.len() + w.old_state.len()) as u64;
     est.add_requests(RequestClass::Put, w.new_index_files + 1);
     est.add_requests(RequestClass::Delete, removes);
-    est.price(&opts.price, census.total_bytes, &opts.policy);
+    est.price(&opts.price, census.total_bytes, &policy);
     r.rescued += cls.rescued;
     match &mut r.estimate {
         Some(e) => e.merge(&est),
@@ -267,13 +263,25 @@ pub fn execute(
         ))?;
     }
     // 5. The record that ends this generation, then the state it makes obsolete.
+    let month = super::plan::month_of(now_ms);
+    let downloaded: u64 = w
+        .touched
+        .iter()
+        .zip(&w.actions)
+        .filter(|(_, a)| matches!(a, Action::Repack { .. }))
+        .map(|(t, _)| t.cand.download_bytes)
+        .sum();
+    let month_egress = state.egress_this_month(now_ms) + downloaded;
     let record = repo.save_sweep_record(&SweepRecord {
         gen: plan.gen,
         plan: plan_name,
         finished_ms: now_ms,
         deleted: w.gone().map(|t| (t.cand.host, t.cand.name)).collect(),
         rescued: r.rescued,
+        month,
+        month_egress,
     })?;
+    state.month_egress = (month, month_egress);
     for path in w.old_state.iter().chain(&w.old_markers) {
         repo.remove_path(path)?;
     }
