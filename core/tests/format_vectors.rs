@@ -23,6 +23,8 @@ use cairn_core::crypto::sealed::{self, Expect, FileType, SealedHeader};
 use cairn_core::crypto::Key32;
 use cairn_core::index::{IndexFile, IndexPack};
 use cairn_core::pack::{padme, PackEntry, PackHeader, PackKind};
+use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord};
+use cairn_core::session::{SessionMarker, SessionState};
 use cairn_core::snapshot::{Snapshot, Summary};
 use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Tree};
 use cairn_core::{Id, Id16};
@@ -363,6 +365,60 @@ fn snapshot(v: &mut Vector) {
     assert_eq!(Snapshot::decode(&enc).expect("decodes"), s);
 }
 
+/// `plan`: a prune plan body with one condemned pack.
+fn plan(v: &mut Vector) {
+    let p = Plan {
+        gen: v.u64("gen"),
+        published_ms: v.i64("published_ms"),
+        grace_ms: v.u64("grace_ms"),
+        packs: vec![CondemnedPack {
+            host: Id16(v.arr("pack.host")),
+            name: Id(v.arr("pack.name")),
+            len: v.u64("pack.len"),
+            ids: vec![Id(v.arr("pack.id"))],
+            unindexed: false,
+        }],
+    };
+    let enc = p.encode();
+    v.check_hex("cbor", &enc);
+    assert_eq!(Plan::decode(&enc).expect("decodes"), p);
+}
+
+/// `sweep_record`: a sweep record body with one deleted pack.
+fn sweep_record(v: &mut Vector) {
+    let r = SweepRecord {
+        gen: v.u64("gen"),
+        plan: Id(v.arr("plan")),
+        finished_ms: v.i64("finished_ms"),
+        deleted: vec![(Id16(v.arr("deleted.host")), Id(v.arr("deleted.name")))],
+        rescued: v.u64("rescued"),
+        month: v.u64("month") as u32,
+        month_egress: v.u64("month_egress"),
+    };
+    let enc = r.encode();
+    v.check_hex("cbor", &enc);
+    assert_eq!(SweepRecord::decode(&enc).expect("decodes"), r);
+}
+
+/// `session_marker`: a committed session's last marker.
+fn session_marker(v: &mut Vector) {
+    let m = SessionMarker {
+        sid: Id16(v.arr("sid")),
+        started_ms: v.i64("started_ms"),
+        at_ms: v.i64("at_ms"),
+        gen_seen: v.u64("gen_seen"),
+        state: match v.u64("state") {
+            0 => SessionState::Running,
+            1 => SessionState::Committed,
+            _ => SessionState::Aborted,
+        },
+        snapshot: Some(Id(v.arr("snapshot"))),
+    };
+    let enc = m.encode();
+    v.check_hex("cbor", &enc);
+    assert_eq!(SessionMarker::decode(&enc).expect("decodes"), m);
+}
+
 /// `config`: the signed config file.
 fn config(v: &mut Vector) {
     let a = AdminSecret::from_key(key32(v, "admin_secret"));
@@ -501,6 +557,9 @@ fn format_md_vectors_match_the_encoders() {
             "padme" => padme_vector(v),
             "pack_header" => pack_header(v),
             "index" => index(v),
+            "plan" => plan(v),
+            "sweep_record" => sweep_record(v),
+            "session_marker" => session_marker(v),
             other => panic!("unknown vector:{other}"),
         }
         assert!(
@@ -529,6 +588,9 @@ fn format_md_vectors_match_the_encoders() {
         "padme",
         "pack_header",
         "index",
+        "plan",
+        "sweep_record",
+        "session_marker",
     ] {
         if !seen.contains(required) {
             errors.push(format!("docs/format.md lost vector:{required}"));
