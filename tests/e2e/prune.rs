@@ -128,3 +128,74 @@ fn forget_prune_instant(remote: Remote) {
 }
 
 crate::on_all_backends!(forget_then_two_phase_prune, forget_prune_instant);
+
+/// The dry run's priced sweep against what the sweep then sent, on the S3 server behind a
+/// counting proxy: the dry run's estimate must be within 5% of the real sweep's requests
+/// and bytes (its `measured` window), and the real run's reported requests must be exactly
+/// what the proxy saw.
+#[test]
+fn dry_run_estimate_matches_what_the_server_received() {
+    use crate::counting_proxy::CountingProxy;
+    use crate::servers::{runner, unique};
+    use crate::support::Cairn;
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some((direct, _)) = runner(Remote::S3, dir.path()) else {
+        return;
+    };
+    let endpoint = std::env::var("CAIRN_TEST_S3_ENDPOINT").unwrap();
+    let bucket = std::env::var("CAIRN_TEST_S3_BUCKET").unwrap();
+    let addr = endpoint
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("not an http://host:port endpoint: {endpoint}"));
+    let proxy = CountingProxy::start(addr);
+    let mut c = Cairn::new(format!(
+        "s3:{}/{bucket}/{}",
+        proxy.endpoint(),
+        unique("prune-bill")
+    ));
+    c.env = direct.env.clone();
+    c.opts = vec!["--no-cache".into()];
+    c.init();
+    let f = Fixture {
+        dir,
+        cairn: c,
+        local_repo: None,
+    };
+    let _ = generations(&f);
+    f.cairn.json(&["forget", "--keep-last", "2"]);
+    let dry = f
+        .cairn
+        .json(&["prune", "--dry-run", "--instant", "--max-unused", "0%"]);
+    let _ = proxy.take();
+    let real = f.cairn.json(&["prune", "--instant", "--max-unused", "0%"]);
+    let seen = proxy.take();
+
+    // What the run reported is what the server received, class by class.
+    for class in ["list", "head", "get", "put", "delete"] {
+        let wire = seen.iter().filter(|r| r.s3_class() == class).count() as u64;
+        assert_eq!(real["requests"][class], wire, "{class}: {real}");
+    }
+    // The dry run's price of the sweep against the sweep's own window of that run.
+    let est = &dry["estimate"];
+    let measured = &real["measured"];
+    let total = |v: &serde_json::Value| -> u64 {
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap_or(0))
+            .sum()
+    };
+    let (e, m) = (total(&est["requests"]), total(&measured["requests"]));
+    eprintln!("sweep requests: estimated {e}, sent {m}; {est} vs {measured}");
+    let within = |a: u64, b: u64| (a as f64 - b as f64).abs() <= 0.05 * (b.max(1) as f64);
+    assert!(
+        within(e, m),
+        "requests: estimated {e}, sent {m}\n{est}\n{measured}"
+    );
+    for (ek, mk) in [("bytes_down", "bytes_down"), ("bytes_up", "bytes_up")] {
+        let (a, b) = (est[ek].as_u64().unwrap(), measured[mk].as_u64().unwrap());
+        assert!(within(a, b), "{ek}: estimated {a}, moved {b}");
+    }
+}

@@ -363,6 +363,7 @@ impl Backend for S3Backend {
             is_local: false,
             can_delete: true,
             cost_class: self.cfg.flavor.name(),
+            requests_per_remove: 2,
         }
     }
 

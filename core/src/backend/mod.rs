@@ -34,6 +34,9 @@ pub struct Properties {
     pub can_delete: bool,
     /// Price class for the prune cost model ("local", "sftp", "s3", "b2").
     pub cost_class: &'static str,
+    /// Billed requests one `remove` makes (S3 looks before it deletes, to report a missing
+    /// file the way the other backends do), so prune's estimate counts them.
+    pub requests_per_remove: u8,
 }
 
 /// The kind of a backend failure: what the caller decides on.
