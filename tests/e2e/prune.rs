@@ -199,3 +199,85 @@ fn dry_run_estimate_matches_what_the_server_received() {
         assert!(within(a, b), "{ek}: estimated {a}, moved {b}");
     }
 }
+
+/// A backup that started before a plan keeps that plan's sweep waiting, and the waiting prune
+/// names its host in the output, in `--json` and in the metrics file; once the backup has
+/// committed, the sweep runs and the backup's snapshot restores.
+#[test]
+fn a_running_backup_blocks_the_sweep_and_is_named() {
+    let f = Fixture::new();
+    let src = f.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("old.bin"), bytes(1, 1 << 20)).unwrap();
+    f.cairn.json(&["backup", s(&src), "--host", "slowpoke"]);
+    f.cairn.json(&["forget", "--keep-last", "1"]); // nothing to forget yet
+                                                   // A second snapshot replaces old.bin; forgetting the first condemns it.
+    std::fs::write(src.join("old.bin"), bytes(2, 1 << 20)).unwrap();
+    f.cairn.json(&["backup", s(&src), "--host", "slowpoke"]);
+    f.cairn.json(&["forget", "--keep-last", "1"]);
+
+    // A slow backup (4 MiB at 256 KiB/s) starts before the plan.
+    let slow_src = f.path("slow");
+    std::fs::create_dir_all(&slow_src).unwrap();
+    std::fs::write(slow_src.join("big.bin"), bytes(3, 4 << 20)).unwrap();
+    let mut child = f
+        .cairn
+        .command(&[
+            "backup",
+            s(&slow_src),
+            "--host",
+            "slowpoke",
+            "--limit-upload",
+            "256",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sessions = f.repo().join("hosts");
+    let started = std::time::Instant::now();
+    let has_marker = || {
+        std::fs::read_dir(&sessions).unwrap().any(|h| {
+            let d = h.unwrap().path().join("sessions");
+            d.is_dir() && std::fs::read_dir(d).unwrap().count() > 4
+        })
+    };
+    // Two finished backups left 2 markers each; the slow one's first makes it 5.
+    while !has_marker() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the slow backup never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mark = f.cairn.json(&["prune", "--grace", "0s"]);
+    assert_eq!(mark["phases"], serde_json::json!(["mark"]), "{mark}");
+    let metrics = f.path("cairn.prom");
+    let blocked = f
+        .cairn
+        .ok(&["prune", "--grace", "0s", "--metrics-file", s(&metrics)]);
+    assert!(
+        blocked.stdout.contains("host slowpoke session"),
+        "{blocked:#?}"
+    );
+    let json = f.cairn.json(&["prune", "--grace", "0s"]);
+    assert_eq!(json["phases"], serde_json::json!(["blocked"]), "{json}");
+    assert_eq!(json["blocked_by"][0]["host"], "slowpoke", "{json}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("cairn_prune_blocked_session{command=\"prune\"")
+            && prom.contains("host=\"slowpoke\""),
+        "{prom}"
+    );
+    assert!(child.wait().unwrap().success(), "the slow backup failed");
+    let sweep = f.cairn.json(&["prune", "--grace", "0s"]);
+    assert_eq!(sweep["phases"][0], "sweep", "{sweep}");
+    assert!(
+        sweep["estimate"]["packs_deleted"].as_u64().unwrap() >= 1,
+        "{sweep}"
+    );
+    check_read_data(&f);
+    let t = f.path("restored");
+    f.cairn.json(&["restore", "latest", "-t", s(&t)]);
+    assert_same(&slow_src, &Fixture::restored(&t, &slow_src), true);
+}
