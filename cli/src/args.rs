@@ -157,6 +157,10 @@ pub struct PruneTuning {
     /// (default: from the repository's backend).
     #[arg(long, value_name = "NAME")]
     pub price_profile: Option<String>,
+    /// The bucket's lifecycle rule removes deleted (hidden) file versions, so a delete frees
+    /// space (B2 through its S3 API only hides files: set "keep only the last version").
+    #[arg(long)]
+    pub hidden_versions_expire: bool,
 }
 
 /// `mirror` options.

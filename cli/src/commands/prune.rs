@@ -155,7 +155,7 @@ pub fn prune_open(
             max_download: a.max_download.as_deref().map(parse_size).transpose()?,
             max_repack: a.max_repack.as_deref().map(parse_size).transpose()?,
             max_unused: a.max_unused.as_deref().map(parse_percent).transpose()?,
-            delete_frees: !price.delete_hides,
+            delete_frees: !price.delete_hides || a.hidden_versions_expire,
             down_rate,
             up_rate,
             pack_target: repo.config().pack_target,
