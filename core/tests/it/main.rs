@@ -6,6 +6,7 @@ mod backup_restore;
 mod browse;
 mod cache;
 mod check;
+mod check_prune;
 mod forget;
 mod prune;
 mod support;
