@@ -9,4 +9,5 @@ mod check;
 mod check_prune;
 mod forget;
 mod prune;
+mod repair;
 mod support;
