@@ -13,7 +13,9 @@ use cairn_core::check::{check, CheckOptions, CheckReport, NoCheckProgress, Probl
 use cairn_core::id::{Id, Id16};
 use cairn_core::pack::PackKind;
 use cairn_core::prune::plan::{CondemnedPack, Plan};
-use cairn_core::repair::{repair_index, IndexRepairOptions};
+use cairn_core::repair::{
+    repair_index, repair_snapshots, IndexRepairOptions, SnapshotRepairOptions, REPAIRED_TAG,
+};
 use cairn_core::repository::Repository;
 use cairn_core::restorer::{restore, NoRestoreProgress, Overwrite, RestoreOptions};
 use cairn_core::snapshot::Snapshot;
@@ -286,6 +288,119 @@ fn every_hosts_index_is_rebuilt_with_its_own_keys() {
     let indexed: usize = files.iter().map(|(_, x)| x.packs.len()).sum();
     assert!(listed > 0 && indexed == listed, "{listed} vs {indexed}");
     // Check reads this host only (the other's files are warnings, not errors).
+    let c = run_check(&f.repo);
+    assert!(c.errors.is_empty(), "{}", describe(&c));
+}
+
+#[test]
+fn snapshot_with_a_lost_pack_is_repaired_and_restores() {
+    let mut f = fixture();
+    let group = packs_of(&f.repo, PackKind::Group);
+    f.b.remove(&group[0].1).unwrap();
+    repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    f.repo.load_index().unwrap();
+    let before = f.b.paths();
+
+    let dry = repair_snapshots(
+        &f.repo,
+        &SnapshotRepairOptions {
+            dry_run: true,
+            forget: true,
+        },
+    )
+    .unwrap();
+    assert!(dry.repaired.len() == 1 && dry.repaired[0].repaired.is_none());
+    assert_eq!(f.b.paths(), before, "dry run wrote");
+
+    let r = repair_snapshots(
+        &f.repo,
+        &SnapshotRepairOptions {
+            dry_run: false,
+            forget: false,
+        },
+    )
+    .unwrap();
+    assert!(r.snapshots_checked == 1 && r.repaired.len() == 1, "{r:?}");
+    let fixed = &r.repaired[0];
+    // The big file is chunked over both group packs at random, so it is always lost.
+    let big = format!("{}/dir/big.bin", f.src.path().display());
+    assert!(
+        fixed
+            .lost
+            .iter()
+            .any(|(p, why)| *p == big && why.starts_with("lost: blob ")),
+        "{r:?}"
+    );
+    assert!(fixed.original == f.snapshot && !fixed.forgotten);
+    let new_id = fixed.repaired.unwrap();
+    let s = f.repo.load_snapshot(&new_id).unwrap();
+    assert!(s.parent == Some(f.snapshot) && s.tags.iter().any(|t| t == REPAIRED_TAG));
+    assert!(
+        fixed.lost.iter().all(|l| s.summary.errors.contains(l)),
+        "losses not on record"
+    );
+    // The original is kept by default, and still damaged.
+    assert!(f.repo.load_snapshot(&f.snapshot).is_ok());
+
+    f.repo.load_index().unwrap();
+    let dst = restore_into(&f.repo, &s);
+    let root = restored_root(dst.path(), f.src.path());
+    let lost: Vec<String> = fixed.lost.iter().map(|(p, _)| p.clone()).collect();
+    for (n, c) in &f.files {
+        let p = format!("{}/{n}", f.src.path().display());
+        if lost.contains(&p) {
+            assert!(!root.join(n).exists(), "{n} restored though lost");
+        } else {
+            assert_eq!(&std::fs::read(root.join(n)).unwrap(), c, "{n}");
+        }
+    }
+
+    // Once the original goes, check passes.
+    let r = repair_snapshots(
+        &f.repo,
+        &SnapshotRepairOptions {
+            dry_run: false,
+            forget: true,
+        },
+    )
+    .unwrap();
+    assert!(
+        r.repaired.len() == 1 && r.repaired[0].original == f.snapshot && r.repaired[0].forgotten,
+        "{r:?}"
+    );
+    assert!(f.repo.load_snapshot(&f.snapshot).is_err());
+    assert_clean(&f.repo);
+}
+
+#[test]
+fn unreadable_trees_become_empty_directories() {
+    let mut f = fixture();
+    for (_, path) in packs_of(&f.repo, PackKind::Tree) {
+        f.b.remove(&path).unwrap();
+    }
+    repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    f.repo.load_index().unwrap();
+    let r = repair_snapshots(
+        &f.repo,
+        &SnapshotRepairOptions {
+            dry_run: false,
+            forget: true,
+        },
+    )
+    .unwrap();
+    assert!(r.repaired.len() == 1, "{r:?}");
+    let lost = &r.repaired[0].lost;
+    assert!(
+        lost.len() == 1 && lost[0].0 == "/" && lost[0].1.contains("unreadable"),
+        "{lost:?}"
+    );
+    f.repo.load_index().unwrap();
+    let s = f
+        .repo
+        .load_snapshot(&r.repaired[0].repaired.unwrap())
+        .unwrap();
+    assert!(f.repo.load_tree(&s.tree).unwrap().nodes.is_empty());
+    // The data packs nothing references any more are only unused, which check accepts.
     let c = run_check(&f.repo);
     assert!(c.errors.is_empty(), "{}", describe(&c));
 }
