@@ -25,6 +25,7 @@ use crate::id::{Id, Id16};
 use crate::index::file::batches;
 use crate::index::{IndexFile, IndexPack};
 use crate::pack::PackKind;
+use crate::prune::lock::{LockOwner, PruneLock};
 use crate::prune::plan::Plan;
 use crate::repository::{HostFiles, Repository};
 
@@ -33,6 +34,10 @@ use crate::repository::{HostFiles, Repository};
 pub struct IndexRepairOptions {
     /// Read everything and report; write and remove nothing.
     pub dry_run: bool,
+    /// Who takes the prune lock while the index is rewritten (a Sweep rewrites index files
+    /// from its own census and deletes packs: the two must not interleave). `None` takes
+    /// no lock: for a caller that holds it already. A dry run never takes it.
+    pub owner: Option<LockOwner>,
 }
 
 /// A pack whose header could not be read.
@@ -82,8 +87,30 @@ struct OldIndex {
     packs: HashMap<Id, (IndexPack, i64)>,
 }
 
-/// Rebuilds every host's index from its packs' headers.
-pub fn repair_index(repo: &Repository, opts: &IndexRepairOptions) -> Result<IndexRepairReport> {
+/// Rebuilds every host's index from its packs' headers, holding the prune lock (see
+/// [`IndexRepairOptions::owner`]); a holder `lock_holder_is_dead` says has ended is taken
+/// over, as prune does.
+pub fn repair_index(
+    repo: &Repository,
+    opts: &IndexRepairOptions,
+    lock_holder_is_dead: &dyn Fn(&LockOwner) -> bool,
+) -> Result<IndexRepairReport> {
+    let lock = match (&opts.owner, opts.dry_run) {
+        (Some(owner), false) => Some(PruneLock::acquire(repo, owner, lock_holder_is_dead)?),
+        _ => None,
+    };
+    let r = repair_unlocked(repo, opts);
+    // Released on failure too: what a failed repair left is still a consistent index.
+    if let Some(lock) = lock {
+        let released = lock.release();
+        let r = r?;
+        released?;
+        return Ok(r);
+    }
+    r
+}
+
+fn repair_unlocked(repo: &Repository, opts: &IndexRepairOptions) -> Result<IndexRepairReport> {
     let mut r = IndexRepairReport {
         dry_run: opts.dry_run,
         ..IndexRepairReport::default()

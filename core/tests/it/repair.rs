@@ -12,7 +12,9 @@ use cairn_core::backend::Backend;
 use cairn_core::check::{check, CheckOptions, CheckReport, NoCheckProgress, ProblemKind, Subset};
 use cairn_core::id::{Id, Id16};
 use cairn_core::pack::PackKind;
+use cairn_core::prune::lock::PruneLock;
 use cairn_core::prune::plan::{CondemnedPack, Plan};
+use cairn_core::prune::LockOwner;
 use cairn_core::repair::{
     repair_index, repair_snapshots, IndexRepairOptions, SnapshotRepairOptions, REPAIRED_TAG,
 };
@@ -136,6 +138,14 @@ fn restore_into(repo: &Repository, s: &Snapshot) -> tempfile::TempDir {
     dst
 }
 
+fn owner() -> LockOwner {
+    LockOwner {
+        hostname: "repair-box".into(),
+        pid: 7,
+        since_ms: 0,
+    }
+}
+
 fn restored_root(dst: &Path, src: &Path) -> PathBuf {
     dst.join(src.strip_prefix("/").unwrap())
 }
@@ -153,12 +163,28 @@ fn lost_index_files_are_rebuilt_from_pack_headers() {
     f.b.put_raw(&tidx, b"garbage".to_vec());
     assert!(!run_check(&f.repo).is_ok());
 
-    let dry = repair_index(&f.repo, &IndexRepairOptions { dry_run: true }).unwrap();
+    let dry = repair_index(
+        &f.repo,
+        &IndexRepairOptions {
+            dry_run: true,
+            owner: Some(owner()),
+        },
+        &|_| false,
+    )
+    .unwrap();
     assert!(dry.dry_run && dry.damaged_index_files == [tidx.clone()]);
     assert!(dry.index_files_written >= 2 && !dry.packs_added.is_empty());
     assert!(under(&f.b, "/tindex/") == [tidx.clone()], "dry run wrote");
 
-    let r = repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    let o = IndexRepairOptions {
+        dry_run: false,
+        owner: Some(owner()),
+    };
+    let r = repair_index(&f.repo, &o, &|_| false).unwrap();
+    assert!(
+        f.b.read(layout::PRUNE_LOCK, None).is_err(),
+        "prune lock not released"
+    );
     assert!(
         r.unreadable.is_empty() && r.packs_dropped.is_empty() && r.left_out.is_empty(),
         "{r:?}"
@@ -184,6 +210,32 @@ fn lost_index_files_are_rebuilt_from_pack_headers() {
 }
 
 #[test]
+fn repair_index_is_refused_while_a_prune_holds_the_lock_but_a_dry_run_is_not() {
+    let f = fixture();
+    let prune = LockOwner {
+        hostname: "admin-box".into(),
+        pid: 1,
+        since_ms: 0,
+    };
+    let lock = PruneLock::acquire(&f.repo, &prune, &|_| false).unwrap();
+    let before = f.b.paths();
+    let mut o = IndexRepairOptions {
+        dry_run: false,
+        owner: Some(owner()),
+    };
+    let e = repair_index(&f.repo, &o, &|_| false).unwrap_err();
+    assert!(matches!(e, cairn_core::Error::Locked { .. }), "{e}");
+    assert_eq!(f.b.paths(), before, "a refused repair wrote");
+    o.dry_run = true;
+    repair_index(&f.repo, &o, &|_| false).unwrap();
+    // A prune of this machine that died is taken over, as prune itself does.
+    o.dry_run = false;
+    repair_index(&f.repo, &o, &|h| h.hostname == "admin-box").unwrap();
+    assert!(f.b.read(layout::PRUNE_LOCK, None).is_err());
+    drop(lock);
+}
+
+#[test]
 fn unreadable_header_keeps_its_old_entry_and_missing_pack_is_dropped() {
     let f = fixture();
     let trees = packs_of(&f.repo, PackKind::Tree);
@@ -194,7 +246,7 @@ fn unreadable_header_keeps_its_old_entry_and_missing_pack_is_dropped() {
     v[last] ^= 0x10;
     f.b.put_raw(&trees[0].1, v);
     f.b.remove(&group[0].1).unwrap();
-    let r = repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    let r = repair_index(&f.repo, &IndexRepairOptions::default(), &|_| false).unwrap();
     assert!(
         r.unreadable.len() == 1 && r.unreadable[0].path == trees[0].1,
         "{r:?}"
@@ -239,7 +291,7 @@ fn unindexed_pack_an_open_plan_names_is_not_adopted() {
             }],
         })
         .unwrap();
-    let r = repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    let r = repair_index(&f.repo, &IndexRepairOptions::default(), &|_| false).unwrap();
     assert!(r.left_out == [path.clone()], "{r:?}");
     assert!(
         !r.packs_added.contains(&path) && r.packs_added.len() == group.len() - 1,
@@ -276,7 +328,7 @@ fn every_hosts_index_is_rebuilt_with_its_own_keys() {
             f.b.remove(&p).unwrap();
         }
     }
-    let r = repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    let r = repair_index(&f.repo, &IndexRepairOptions::default(), &|_| false).unwrap();
     assert!(r.unreadable.is_empty(), "{r:?}");
     let listed =
         f.b.paths()
@@ -297,7 +349,7 @@ fn snapshot_with_a_lost_pack_is_repaired_and_restores() {
     let mut f = fixture();
     let group = packs_of(&f.repo, PackKind::Group);
     f.b.remove(&group[0].1).unwrap();
-    repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    repair_index(&f.repo, &IndexRepairOptions::default(), &|_| false).unwrap();
     f.repo.load_index().unwrap();
     let before = f.b.paths();
 
@@ -378,7 +430,7 @@ fn unreadable_trees_become_empty_directories() {
     for (_, path) in packs_of(&f.repo, PackKind::Tree) {
         f.b.remove(&path).unwrap();
     }
-    repair_index(&f.repo, &IndexRepairOptions::default()).unwrap();
+    repair_index(&f.repo, &IndexRepairOptions::default(), &|_| false).unwrap();
     f.repo.load_index().unwrap();
     let r = repair_snapshots(
         &f.repo,
