@@ -157,7 +157,7 @@ impl Rewriter<'_, '_> {
                     format!("lost: tree {tid} unreadable ({e})"),
                 ));
                 let empty = Tree {
-                    scopes: scopes.clone(),
+                    scopes: *scopes,
                     nodes: Vec::new(),
                 };
                 return self.store(&empty).map(Some);
