@@ -1,5 +1,5 @@
 //! Repairs that rebuild what can be rebuilt from what survives (`docs/user-guide.md`,
-//! "Repairing a damaged repository").
+//! "Checking and repairing a damaged repository").
 //!
 //! - [`index::repair_index`] rebuilds every host's index from the pack headers, so the
 //!   index lists exactly the packs that exist.
