@@ -107,7 +107,18 @@ pub fn repair_snapshots(
             forgotten: false,
         };
         if !opts.dry_run {
-            entry.repaired = Some(repo.save_snapshot(&snap)?);
+            // A run without `forget` leaves the original, and the next run finds it damaged
+            // again: the copy an earlier run wrote is reused, so repeating a repair never
+            // piles up identical snapshots.
+            let earlier = snapshots.iter().find(|(_, s)| {
+                s.parent == Some(original)
+                    && s.tree == snap.tree
+                    && s.tags.iter().any(|t| t == REPAIRED_TAG)
+            });
+            entry.repaired = Some(match earlier {
+                Some((id, _)) => *id,
+                None => repo.save_snapshot(&snap)?,
+            });
             if opts.forget {
                 repo.remove_snapshot(&original)?;
                 entry.forgotten = true;

@@ -420,6 +420,10 @@ fn snapshot_with_a_lost_pack_is_repaired_and_restores() {
         r.repaired.len() == 1 && r.repaired[0].original == f.snapshot && r.repaired[0].forgotten,
         "{r:?}"
     );
+    // The copy the first run wrote is reused, not written again.
+    assert_eq!(r.repaired[0].repaired, Some(new_id), "{r:?}");
+    let (all, _) = f.repo.load_snapshots().unwrap();
+    assert!(all.len() == 1 && all[0].0 == new_id, "{all:?}");
     assert!(f.repo.load_snapshot(&f.snapshot).is_err());
     assert_clean(&f.repo);
 }
