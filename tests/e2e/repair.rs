@@ -1,7 +1,47 @@
-//! `repair index` and `repair snapshots` through the binary: a lost pack, repaired until
-//! `check` passes and the repaired snapshot restores what survived.
+//! `check` of the prune state, and `repair index` and `repair snapshots` through the
+//! binary: a lost pack, repaired until `check` passes and the repaired snapshot restores
+//! what survived.
 
-use crate::support::{bytes, host_files, packs, s, Fixture, TreeSpec};
+use crate::support::{bytes, files_under, host_files, packs, s, Fixture, TreeSpec};
+
+#[test]
+fn check_names_a_damaged_plan_and_warns_of_a_left_lock() {
+    let f = Fixture::new();
+    let src = f.path("src");
+    TreeSpec::new().file("a", 300_000, 1).build(&src);
+    f.cairn.json(&["backup", s(&src)]);
+    std::fs::write(src.join("a"), bytes(2, 300_000)).unwrap();
+    f.cairn.json(&["backup", s(&src)]);
+    f.cairn.json(&["forget", "--keep-last", "1"]);
+    let mark = f.cairn.json(&["prune", "--max-unused", "0%"]);
+    assert_eq!(mark["phases"], serde_json::json!(["mark"]), "{mark}");
+    assert_eq!(f.cairn.run(&["check"]).code, 0, "a pending plan is fine");
+
+    // A lock a prune left behind: a warning naming it, not a failure.
+    std::fs::write(f.repo().join("admin/lock"), b"not cbor").unwrap();
+    let out = f.cairn.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(
+        out.stdout
+            .contains("warning: admin/lock: a prune holds the prune lock"),
+        "{out:#?}"
+    );
+    std::fs::remove_file(f.repo().join("admin/lock")).unwrap();
+
+    let plans = files_under(&f.repo().join("admin/plans"));
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    let mut data = std::fs::read(&plans[0]).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 1;
+    std::fs::write(&plans[0], data).unwrap();
+    let out = f.cairn.run(&["check"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    let name = plans[0].file_name().unwrap().to_str().unwrap();
+    assert!(
+        out.stdout.contains(&format!("error: admin/plans/{name}")),
+        "{out:#?}"
+    );
+}
 
 #[test]
 fn lost_pack_is_repaired_by_index_then_snapshots() {
