@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::layout::{self, HostDir};
+use crate::backend::BackendErrorKind;
 use crate::crypto::sealed::FileType;
 use crate::error::{Error, Result};
 use crate::id::{Id, Id16};
@@ -117,8 +118,6 @@ fn repair_unlocked(repo: &Repository, opts: &IndexRepairOptions) -> Result<Index
     };
     let (open, _, bad) = repo.open_plans()?;
     r.warnings = bad.iter().map(|e| format!("ignored: {e}")).collect();
-    // One listing: `index/` and `tindex/` sort before `packs/` under each host, so every
-    // pack an index file listed here was uploaded before the listing reached `packs/`.
     let hosts = repo.list_all_hosts()?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut plans: Vec<(Id16, Vec<IndexFile>, Vec<String>)> = Vec::new();
@@ -191,25 +190,34 @@ fn rebuild_host(
 ) -> Vec<IndexPack> {
     let pack_path = |name: &Id| layout::host_file(&host, HostDir::Packs, name);
     let listed: HashSet<Id> = files.packs.iter().map(|(n, _)| *n).collect();
-    let mut dropped: Vec<&Id> = old.packs.keys().filter(|n| !listed.contains(n)).collect();
-    dropped.sort();
-    r.packs_dropped.extend(dropped.into_iter().map(pack_path));
+    // (name, length, whether the listing saw it)
     let mut wanted = Vec::new();
     for (name, len) in &files.packs {
         let condemned = open.iter().any(|p| p.pack(name).is_some());
         if condemned && !old.packs.contains_key(name) {
             r.left_out.push(pack_path(name));
         } else {
-            wanted.push((*name, *len));
+            wanted.push((*name, *len, true));
         }
     }
+    // A pack an old index file lists but the listing did not see is looked for all the
+    // same: `tindex/` sorts after `packs/`, so a backup running meanwhile may have
+    // uploaded a pack and indexed it between the two. Only "not found" drops it.
+    let mut unseen: Vec<(Id, u64, bool)> = old
+        .packs
+        .iter()
+        .filter(|(n, _)| !listed.contains(*n))
+        .map(|(n, (p, _))| (*n, p.len, false))
+        .collect();
+    unseen.sort();
+    wanted.extend(unseen);
     // Each header is one or two small ranged reads: worth doing in parallel.
     let headers: Vec<_> = wanted
         .par_iter()
-        .map(|(name, len)| repo.read_pack_header(host, name, *len))
+        .map(|(name, len, _)| repo.read_pack_header(host, name, *len))
         .collect();
     let mut packs = Vec::new();
-    for ((name, len), h) in wanted.into_iter().zip(headers) {
+    for ((name, len, seen), h) in wanted.into_iter().zip(headers) {
         match h {
             Ok(h) => {
                 if !old.packs.contains_key(&name) {
@@ -221,6 +229,9 @@ fn rebuild_host(
                     kind: h.kind,
                     entries: h.entries,
                 });
+            }
+            Err(Error::Backend(b)) if !seen && b.kind == BackendErrorKind::NotFound => {
+                r.packs_dropped.push(pack_path(&name));
             }
             Err(e) => {
                 let kept = old.packs.get(&name).map(|(p, _)| p.clone());
