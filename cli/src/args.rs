@@ -113,6 +113,30 @@ pub enum Command {
     /// Remove the prune lock a prune that died on another machine left behind (backups
     /// never take locks).
     Unlock,
+    /// Rebuild what can be rebuilt from what survives: the index, damaged snapshots.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+}
+
+/// `repair` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild every host's index from the pack headers (holds the prune lock).
+    Index {
+        /// Only report what would change; write and remove nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Rewrite each snapshot that references lost data without it (tagged "repaired";
+    /// run `repair index` first).
+    Snapshots {
+        /// Only report what would change; write and remove nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Remove each original snapshot once its repaired copy is written.
+        #[arg(long)]
+        forget: bool,
+    },
 }
 
 /// `prune` options.

@@ -57,6 +57,7 @@ fn run(ctx: &Context, cmd: &Command) -> anyhow::Result<i32> {
         Command::Mirror(a) => commands::mirror::run(ctx, a),
         Command::Prune(a) => commands::prune::run(ctx, a),
         Command::Unlock => commands::prune::unlock(ctx),
+        Command::Repair(r) => commands::repair::run(ctx, r),
     }
 }
 
@@ -79,6 +80,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Mirror(_) => "mirror",
         Command::Prune(_) => "prune",
         Command::Unlock => "unlock",
+        Command::Repair(_) => "repair",
     }
 }
 

@@ -26,6 +26,7 @@ pub mod index;
 pub mod mirror;
 pub mod pack;
 pub mod prune;
+pub mod repair;
 pub mod session;
 pub mod snapshot;
 pub mod source;

@@ -1,9 +1,10 @@
 //! Writes the seed corpus of every target from the real encoders, so the fuzzer starts from
 //! valid files (a sealed snapshot, a whole pack, a key file...) rather than from nothing.
 //!
-//! `cargo run --release --example gen_seeds` (run by hand, not in CI: the key file seed has
-//! a fresh creation time, so every run changes the committed corpus). It overwrites only the
-//! `seed-*` files of `corpus/<target>/`; inputs the fuzzer found stay.
+//! `cargo run --release --example gen_seeds [target...]` (run by hand, not in CI: the key
+//! file seed has a fresh creation time, so every run changes the committed corpus; name the
+//! targets whose seeds you mean to write, or none for all). It overwrites only the `seed-*`
+//! files of `corpus/<target>/`; inputs the fuzzer found stay.
 
 use std::fs;
 use std::path::Path;
@@ -20,6 +21,8 @@ use cairn_core::crypto::{Key32, Password};
 use cairn_core::index::{IndexFile, IndexPack};
 use cairn_core::pack::writer::PackWriter;
 use cairn_core::pack::{PackEntry, PackHeader, PackKind};
+use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord};
+use cairn_core::session::{SessionMarker, SessionState};
 use cairn_core::snapshot::{Snapshot, Summary};
 use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Tree};
 use cairn_core::{Id, Id16};
@@ -28,6 +31,10 @@ use cairn_fuzz::{blob_aad, expect, scope_key, CK, GROUP, PASSWORD, REPO, WRITER}
 type Res = Result<(), Box<dyn std::error::Error>>;
 
 fn put(target: &str, name: &str, bytes: &[u8]) -> Res {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    if !only.is_empty() && !only.iter().any(|t| t == target) {
+        return Ok(());
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
     fs::create_dir_all(&dir)?;
     fs::write(dir.join(format!("seed-{name}")), bytes)?;
@@ -143,6 +150,30 @@ fn index_file() -> IndexFile {
                 len: 300,
                 kind: PackKind::Tree,
                 entries: vec![entry(30, 0, 100)],
+            },
+        ],
+    }
+}
+
+fn plan() -> Plan {
+    Plan {
+        gen: 3,
+        published_ms: 1_700_000_000_000,
+        grace_ms: 86_400_000,
+        packs: vec![
+            CondemnedPack {
+                host: WRITER,
+                name: Id([20; 32]),
+                len: 1000,
+                ids: vec![Id([30; 32]), Id([32; 32])],
+                unindexed: false,
+            },
+            CondemnedPack {
+                host: WRITER,
+                name: Id([22; 32]),
+                len: 500,
+                ids: vec![],
+                unindexed: true,
             },
         ],
     }
@@ -276,5 +307,40 @@ fn main() -> Res {
     let mut seed = vec![2u8, 12, 10, 15];
     seed.extend_from_slice(&snapshot(true).encode());
     put("cbor", "snapshot", &seed)?;
+
+    // plan, sweep_record, session_marker: canonical payloads (the admin signature and the
+    // seal around them are checked before decode, so the fuzzer starts at the payload).
+    put("plan", "two-packs", &plan().encode())?;
+    let mut empty = plan();
+    empty.packs.clear();
+    put("plan", "empty", &empty.encode())?;
+    let record = SweepRecord {
+        gen: 3,
+        plan: Id([60; 32]),
+        finished_ms: 1_700_000_100_000,
+        deleted: vec![(WRITER, Id([20; 32])), (GROUP, Id([21; 32]))],
+        rescued: 2,
+        month: 202311,
+        month_egress: 1 << 20,
+    };
+    put("sweep_record", "two-deleted", &record.encode())?;
+    let marker = |state, snapshot| SessionMarker {
+        sid: Id16([61; 16]),
+        started_ms: 1_700_000_000_000,
+        at_ms: 1_700_000_060_000,
+        gen_seen: 2,
+        state,
+        snapshot,
+    };
+    put(
+        "session_marker",
+        "running",
+        &marker(SessionState::Running, None).encode(),
+    )?;
+    put(
+        "session_marker",
+        "committed",
+        &marker(SessionState::Committed, Some(Id([62; 32]))).encode(),
+    )?;
     Ok(())
 }

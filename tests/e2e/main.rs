@@ -15,6 +15,7 @@ mod interrupt;
 mod ops;
 mod proxy;
 mod prune;
+mod repair;
 mod roundtrip;
 mod servers;
 mod support;

@@ -12,6 +12,7 @@ pub mod key;
 pub mod ls;
 pub mod mirror;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod select;
 pub mod snapshots;

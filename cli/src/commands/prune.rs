@@ -57,6 +57,25 @@ fn parse_percent(s: &str) -> Result<f64> {
     Ok(v / 100.0)
 }
 
+/// Whether the prune lock's holder ran on this machine and has ended. Only a process of
+/// this machine can be seen to have ended; /proc is Linux's view.
+pub fn local_holder_is_dead(holder: &LockOwner) -> bool {
+    holder.hostname == crate::commands::backup::hostname()
+        && holder.pid != std::process::id()
+        && !std::path::Path::new("/proc")
+            .join(holder.pid.to_string())
+            .exists()
+}
+
+/// This process, as the prune lock records its holder.
+pub fn lock_owner() -> LockOwner {
+    LockOwner {
+        hostname: crate::commands::backup::hostname(),
+        pid: std::process::id(),
+        since_ms: chrono::Utc::now().timestamp_millis(),
+    }
+}
+
 /// Captures the request counters when Sweep starts and ends, so the measured side of the
 /// summary is what the estimate priced.
 struct Meter<'a> {
@@ -66,12 +85,7 @@ struct Meter<'a> {
 
 impl PruneHooks for Meter<'_> {
     fn lock_holder_is_dead(&self, holder: &LockOwner) -> bool {
-        // Only a prune of this machine can be seen to have ended; /proc is Linux's view.
-        holder.hostname == crate::commands::backup::hostname()
-            && holder.pid != std::process::id()
-            && !std::path::Path::new("/proc")
-                .join(holder.pid.to_string())
-                .exists()
+        local_holder_is_dead(holder)
     }
 
     fn sweep_started(&self) {
@@ -163,11 +177,7 @@ pub fn prune_open(
             egress_used: 0,
         },
         price: price.clone(),
-        owner: LockOwner {
-            hostname: crate::commands::backup::hostname(),
-            pid: std::process::id(),
-            since_ms: 0,
-        },
+        owner: lock_owner(),
     };
     let meter = Meter {
         ctx,

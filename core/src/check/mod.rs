@@ -1,6 +1,7 @@
 //! `check`: finds missing, truncated and damaged repository files and names each one.
 //!
-//! The structure check (always) reads the config, key files, index files, snapshots, every
+//! The structure check (always) reads the config, key files, index files, snapshots, the
+//! prune state (plans, sweep records, every host's session markers, the prune lock), every
 //! pack's header and every tree a snapshot reaches; it never reads file data. `--read-data`
 //! (`CheckOptions::read_data`) also streams whole packs: the name must be the BLAKE3 of the
 //! bytes and every blob must match its `cid` and open (content check included where the
@@ -10,6 +11,7 @@
 //! file to restore from a mirror; problems that are consequences of a lost index entry name
 //! the snapshot they damage instead. Check is read-only: it never repairs anything.
 
+mod prune_state;
 mod read_data;
 mod structure;
 
@@ -57,6 +59,22 @@ pub enum ProblemKind {
     DataBlobMissing,
     /// A file's content blob lies in a pack that is missing or truncated.
     DataBlobLost,
+    /// A prune plan is unreadable, misnamed, fails its AEAD or admin signature, or does not
+    /// decode (prune and backup ignore it).
+    PlanDamaged,
+    /// A sweep record is unreadable, misnamed, fails its AEAD or admin signature, or does
+    /// not decode.
+    SweepRecordDamaged,
+    /// A backup session marker (of any host) is unreadable, misnamed, fails its AEAD or
+    /// does not decode.
+    SessionMarkerDamaged,
+    /// Warning: the newest sweep record has no plan of its generation.
+    SweepRecordWithoutPlan,
+    /// Warning: a backup session still says "running" but has not heartbeated for more
+    /// than 7 days (the backup died without ending it).
+    StaleSession,
+    /// Warning: the prune lock is held (a prune is running, or one died holding it).
+    PruneLocked,
     /// Warning: a pack no index file lists (left by an interrupted backup; the next backup
     /// indexes it).
     UnindexedPack,
@@ -72,7 +90,12 @@ impl ProblemKind {
     pub fn is_error(self) -> bool {
         !matches!(
             self,
-            ProblemKind::UnindexedPack | ProblemKind::UnknownFile | ProblemKind::NoKeyFile
+            ProblemKind::UnindexedPack
+                | ProblemKind::UnknownFile
+                | ProblemKind::NoKeyFile
+                | ProblemKind::SweepRecordWithoutPlan
+                | ProblemKind::StaleSession
+                | ProblemKind::PruneLocked
         )
     }
 }

@@ -38,6 +38,8 @@ pub(super) struct Checker<'a> {
     key_files: Vec<String>,
     index_names: Vec<(HostDir, Id)>,
     snapshot_names: Vec<Id>,
+    /// Session markers of every host (prune reads them all, so check does too).
+    pub(super) sessions: Vec<(Id16, Id)>,
     /// Packs listed by readable index files.
     pub(super) indexed: HashMap<Id, Indexed>,
     index: MasterIndex,
@@ -65,6 +67,7 @@ impl<'a> Checker<'a> {
             key_files: Vec::new(),
             index_names: Vec::new(),
             snapshot_names: Vec::new(),
+            sessions: Vec::new(),
             indexed: HashMap::new(),
             index: MasterIndex::new(),
             lost: HashMap::new(),
@@ -96,6 +99,8 @@ impl<'a> Checker<'a> {
         self.check_index_files()?;
         self.progress.phase("snapshots");
         let snapshots = self.check_snapshots()?;
+        self.progress.phase("prune state");
+        self.check_prune_state()?;
         self.progress.phase("packs");
         self.check_packs()?;
         self.progress.phase("trees");
@@ -123,6 +128,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             match layout::parse_host_file(&path) {
+                Some((host, HostDir::Sessions, name)) => self.sessions.push((host, name)),
                 Some((host, _, _)) if host != self.host => {
                     junk.push((path, "belongs to another host; not checked"));
                 }
@@ -133,8 +139,8 @@ impl<'a> Checker<'a> {
                     self.index_names.push((dir, name));
                 }
                 Some((_, HostDir::Snapshots, name)) => self.snapshot_names.push(name),
-                // Prune state is checked by `check_prune_state`, which reads it whole.
-                Some((_, HostDir::Sessions, _)) => {}
+                // Plans and sweep records are checked by `check_prune_state`, which lists
+                // them itself.
                 None if path == layout::PRUNE_LOCK || layout::parse_admin_file(&path).is_some() => {
                 }
                 None => junk.push((path, "not part of the repository layout")),

@@ -5,6 +5,30 @@ use crate::cbor::{CborError, Dec, Enc};
 use crate::id::{Id, Id16};
 use crate::pack::{PackEntry, PackKind};
 
+/// Index entries per file when a host's index is rewritten whole (prune's sweep, `repair
+/// index`): keeps each file far below the sealed-file size cap.
+pub(crate) const BLOBS_PER_INDEX_FILE: usize = 50_000;
+
+/// Splits a host's packs into index files of at most about [`BLOBS_PER_INDEX_FILE`] blobs
+/// (a pack is never split, so one batch may pass it by one pack's blobs).
+pub(crate) fn batches(packs: Vec<IndexPack>) -> Vec<Vec<IndexPack>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut blobs = 0;
+    for p in packs {
+        blobs += p.entries.len();
+        batch.push(p);
+        if blobs >= BLOBS_PER_INDEX_FILE {
+            out.push(std::mem::take(&mut batch));
+            blobs = 0;
+        }
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
 /// One pack listed in an index file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct IndexPack {

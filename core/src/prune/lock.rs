@@ -22,6 +22,18 @@ pub struct LockOwner {
     pub since_ms: i64,
 }
 
+impl std::fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let since = chrono::DateTime::from_timestamp_millis(self.since_ms)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        write!(f, "host {} pid {} since {since}", self.hostname, self.pid)
+    }
+}
+
+/// Who an unreadable lock file is shown as held by.
+const UNREADABLE: &str = "an unreadable lock file";
+
 impl LockOwner {
     fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new();
@@ -84,19 +96,12 @@ impl PruneLock {
                         Some(o) if is_dead(&o) => remove(&*backend)?,
                         Some(o) => {
                             return Err(Error::Locked {
-                                holder: format!(
-                                    "host {} pid {} since {}",
-                                    o.hostname,
-                                    o.pid,
-                                    chrono::DateTime::from_timestamp_millis(o.since_ms)
-                                        .map(|t| t.to_rfc3339())
-                                        .unwrap_or_default()
-                                ),
+                                holder: o.to_string(),
                             })
                         }
                         None => {
                             return Err(Error::Locked {
-                                holder: "an unreadable lock file".into(),
+                                holder: UNREADABLE.into(),
                             })
                         }
                     }
@@ -112,6 +117,18 @@ impl PruneLock {
     /// Removes the lock.
     pub fn release(self) -> Result<()> {
         remove(&*self.backend)
+    }
+}
+
+/// Who holds the prune lock, in words, or `None` when no prune holds it (`check` warns of
+/// a lock left behind).
+pub fn holder(repo: &Repository) -> Result<Option<String>> {
+    match repo.backend_handle().read(layout::PRUNE_LOCK, None) {
+        Ok(b) => Ok(Some(
+            LockOwner::decode(&b).map_or_else(|| UNREADABLE.into(), |o| o.to_string()),
+        )),
+        Err(e) if e.kind == BackendErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -6,6 +6,8 @@ mod backup_restore;
 mod browse;
 mod cache;
 mod check;
+mod check_prune;
 mod forget;
 mod prune;
+mod repair;
 mod support;

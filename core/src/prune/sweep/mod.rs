@@ -20,14 +20,11 @@ use crate::backend::layout::{self, HostDir};
 use crate::cost::RequestClass;
 use crate::error::Result;
 use crate::id::{Id, Id16};
+use crate::index::file::{batches, BLOBS_PER_INDEX_FILE};
 use crate::index::{IndexFile, IndexPack};
 use crate::pack::PackKind;
 use crate::repository::Repository;
 use crate::session::SessionState;
-
-/// Index entries per file when a host's index is rewritten (keeps each file far below
-/// the sealed-file size cap).
-const BLOBS_PER_INDEX_FILE: usize = 50_000;
 
 /// Everything a sweep will do, decided before it does any of it.
 pub struct Work {
@@ -56,25 +53,6 @@ impl Work {
             .filter(|(_, a)| !matches!(a, Action::Keep { .. }))
             .map(|(t, _)| t)
     }
-}
-
-/// Splits a host's packs into index files of at most [`BLOBS_PER_INDEX_FILE`] blobs.
-fn batches(packs: Vec<IndexPack>) -> Vec<Vec<IndexPack>> {
-    let mut out = Vec::new();
-    let mut batch = Vec::new();
-    let mut blobs = 0;
-    for p in packs {
-        blobs += p.entries.len();
-        batch.push(p);
-        if blobs >= BLOBS_PER_INDEX_FILE {
-            out.push(std::mem::take(&mut batch));
-            blobs = 0;
-        }
-    }
-    if !batch.is_empty() {
-        out.push(batch);
-    }
-    out
 }
 
 /// The packs of `host` that survive, as index entries (new packs come on top).
