@@ -3,7 +3,6 @@
 //! Memory per pack is one blob: the stream is hashed as it passes and blobs are cut out of
 //! it one at a time, in offset order.
 
-use std::io::Read;
 use std::str::FromStr;
 
 use rayon::prelude::*;
@@ -140,22 +139,6 @@ impl Checker<'_> {
     }
 }
 
-/// A reader that hashes everything passing through and counts the bytes.
-struct Hashing<'r> {
-    inner: &'r mut dyn Read,
-    hasher: blake3::Hasher,
-    pos: u64,
-}
-
-impl Read for Hashing<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 /// Reads one pack whole. Returns its problems, the number of blobs verified, and the
 /// bytes read.
 fn read_pack(
@@ -171,77 +154,43 @@ fn read_pack(
         len: job.len,
         kind: job.kind.unwrap_or(PackKind::Group),
     };
-    // The consumer may run again from the start after a retried read, so it builds its
-    // outcome afresh each time and only the last run's counts.
-    let mut outcome = (Vec::new(), 0u64, 0u64);
-    let r = repo.backend().read_stream(path, None, &mut |rd| {
-        let mut h = Hashing {
-            inner: rd,
-            hasher: blake3::Hasher::new(),
-            pos: 0,
-        };
-        let mut probs = Vec::new();
-        let mut blobs = 0u64;
-        let mut ended = false;
-        for e in &job.entries {
-            let damaged = |detail: String| {
-                Problem::new(K::BlobDamaged, path, detail).blob(e.id, Some(e.offset))
-            };
-            if ended {
-                probs.push(damaged("lies past the end of the pack".into()));
-                continue;
-            }
-            // Header-verified packs never overlap; a bad index could, so do not seek back.
-            let Some(skip) = e.offset.checked_sub(h.pos) else {
-                probs.push(damaged("overlaps the blob before it".into()));
-                continue;
-            };
-            let skipped = std::io::copy(&mut (&mut h).take(skip), &mut std::io::sink())?;
-            let mut stored = vec![0u8; e.slen as usize];
-            if skipped < skip || read_full(&mut h, &mut stored)? < stored.len() {
-                ended = true;
-                probs.push(damaged("lies past the end of the pack".into()));
-                continue;
-            }
-            blobs += 1;
-            if let Some(detail) = check_blob(repo, &pack, e, &stored, cks) {
-                probs.push(damaged(detail));
+    let mut probs = Vec::new();
+    let mut blobs = 0u64;
+    let r = repo.stream_whole_pack(host, &job.name, &job.entries, &mut |e, stored| {
+        let damaged =
+            |detail: String| Problem::new(K::BlobDamaged, path, detail).blob(e.id, Some(e.offset));
+        match stored {
+            None => probs.push(damaged(
+                "lies past the end of the pack or overlaps the blob before it".into(),
+            )),
+            Some(stored) => {
+                blobs += 1;
+                if let Some(detail) = check_blob(repo, &pack, e, stored, cks) {
+                    probs.push(damaged(detail));
+                }
             }
         }
-        std::io::copy(&mut h, &mut std::io::sink())?;
-        let hash = Id(*h.hasher.finalize().as_bytes());
-        if hash != job.name {
-            let detail = format!("BLAKE3 of its {} bytes is {hash}, not its name", h.pos);
-            probs.push(Problem::new(K::PackHashMismatch, path, detail));
-        }
-        outcome = (probs, blobs, h.pos);
         Ok(())
     });
-    if let Err(e) = r {
-        let kind = if e.kind == crate::backend::BackendErrorKind::NotFound {
-            K::PackMissing
-        } else {
-            K::PackUnreadable
-        };
-        outcome
-            .0
-            .push(Problem::new(kind, path, reason(&Error::Backend(e))));
-    }
-    outcome
-}
-
-/// Reads until `buf` is full or the stream ends; returns how much was read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    match r {
+        Ok((hash, len)) => {
+            if hash != job.name {
+                let detail = format!("BLAKE3 of its {len} bytes is {hash}, not its name");
+                probs.push(Problem::new(K::PackHashMismatch, path, detail));
+            }
+            (probs, blobs, len)
+        }
+        Err(e) => {
+            let kind = match &e {
+                Error::Backend(b) if b.kind == crate::backend::BackendErrorKind::NotFound => {
+                    K::PackMissing
+                }
+                _ => K::PackUnreadable,
+            };
+            probs.push(Problem::new(kind, path, reason(&e)));
+            (probs, blobs, 0)
         }
     }
-    Ok(got)
 }
 
 /// Checks one blob's stored bytes: `cid` where the entry has one (group data), and the full open with content check when

@@ -10,6 +10,7 @@ mod files;
 mod forget;
 mod hosts;
 pub mod keys;
+mod pack_stream;
 pub mod packer;
 mod packs;
 mod plans;
@@ -28,6 +29,7 @@ use crate::index::MasterIndex;
 pub use blobs::TreeCache;
 pub use hosts::HostFiles;
 pub use keys::{InitOptions, KeyInfo};
+pub use pack_stream::MERGE_GAP;
 
 /// An open repository: config verified, keys unlocked.
 pub struct Repository {
@@ -55,8 +57,10 @@ impl Repository {
         &self.config_bytes
     }
 
-    /// The backend (for commands that move ciphertext, like mirror and check).
-    pub fn backend(&self) -> &Arc<dyn Backend> {
+    /// The raw storage, for `check`'s structural reads, which must see files as stored
+    /// (damaged ones included) to name them. Everything else goes through the typed,
+    /// authenticated methods; outside the crate there is no way to the raw bytes.
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 

@@ -1,9 +1,9 @@
-//! Creating the targets, then fetching content by pack: each needed range of a pack is
-//! streamed once and its blobs fanned out to every file offset that needs them.
+//! Creating the targets, then fetching content by pack: the repository streams the needed
+//! blobs of each pack (nearby ones share a ranged read, `Repository::stream_pack_blobs`) and
+//! each blob is fanned out to every file offset that needs it.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -15,10 +15,8 @@ use super::RestoreProgress;
 use crate::crypto::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::pack::PackEntry;
 use crate::repository::Repository;
-
-/// Reads of one pack closer than this are merged into one request.
-const MERGE_GAP: u64 = 1 << 20;
 
 /// What happens to each listed entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,98 +122,84 @@ impl Plan {
                 let Some(pack) = repo.index().packs().get(*pack_no as usize) else {
                     return Ok(());
                 };
-                let path = crate::backend::layout::host_file(
-                    &pack.host,
-                    crate::backend::layout::HostDir::Packs,
-                    &pack.name,
-                );
-                for range in ranges(jobs) {
-                    let start = range[0].offset;
-                    let end = range
-                        .iter()
-                        .map(|j| j.offset + u64::from(j.slen))
-                        .max()
-                        .unwrap_or(start);
-                    let mut fatal: Option<Error> = None;
-                    let mut bad: Vec<String> = Vec::new();
-                    let mut consumer = |r: &mut dyn Read| -> std::io::Result<()> {
-                        bad.clear();
-                        let mut pos = start;
-                        let mut buf = Vec::new();
-                        for j in range {
-                            std::io::copy(
-                                &mut (&mut *r).take(j.offset - pos),
-                                &mut std::io::sink(),
-                            )?;
-                            buf.resize(j.slen as usize, 0);
-                            r.read_exact(&mut buf)?;
-                            pos = j.offset + u64::from(j.slen);
-                            let loc = match repo.index().lookup(&j.id) {
-                                Some(l) => l,
-                                None => continue,
-                            };
-                            let plain =
-                                match repo.open_blob(j.btype, &j.id, Some(&j.ck), &loc, &buf) {
-                                    Ok(p) => p,
-                                    Err(e) => {
-                                        for (entry, off) in &j.targets {
-                                            bad.push(format!(
-                                                "{} at offset {off}: {e}",
-                                                listing.entries[*entry].snap_path.display()
-                                            ));
-                                        }
-                                        continue;
+                let entries: Vec<PackEntry> = jobs
+                    .iter()
+                    .map(|j| PackEntry {
+                        id: j.id,
+                        cid: None,
+                        offset: j.offset,
+                        slen: j.slen,
+                        plen: 0,
+                    })
+                    .collect();
+                // Jobs are sorted by offset and blobs arrive in offset order, once each.
+                let mut next = 0usize;
+                let mut fatal: Option<Error> = None;
+                let mut bad: Vec<String> = Vec::new();
+                let res =
+                    repo.stream_pack_blobs(pack.host, &pack.name, &entries, &mut |e, stored| {
+                        let Some(i) = jobs[next..].iter().position(|j| j.offset == e.offset) else {
+                            return Ok(());
+                        };
+                        let j = &jobs[next + i];
+                        next += i + 1;
+                        let loc = match repo.index().lookup(&j.id) {
+                            Some(l) => l,
+                            None => return Ok(()),
+                        };
+                        let plain = match repo.open_blob(j.btype, &j.id, Some(&j.ck), &loc, stored)
+                        {
+                            Ok(p) => p,
+                            Err(err) => {
+                                for (entry, off) in &j.targets {
+                                    bad.push(format!(
+                                        "{} at offset {off}: {err}",
+                                        listing.entries[*entry].snap_path.display()
+                                    ));
+                                }
+                                return Ok(());
+                            }
+                        };
+                        let zero = plain.iter().all(|b| *b == 0);
+                        for (entry, off) in &j.targets {
+                            if !zero {
+                                let target = &listing.entries[*entry].target;
+                                let res = OpenOptions::new()
+                                    .write(true)
+                                    .open(target)
+                                    .and_then(|f| write_sparse(&f, &plain, *off));
+                                match res {
+                                    Ok(n) => {
+                                        written.fetch_add(n, Ordering::Relaxed);
                                     }
-                                };
-                            let zero = plain.iter().all(|b| *b == 0);
-                            for (entry, off) in &j.targets {
-                                if !zero {
-                                    let target = &listing.entries[*entry].target;
-                                    let res = OpenOptions::new()
-                                        .write(true)
-                                        .open(target)
-                                        .and_then(|f| write_sparse(&f, &plain, *off));
-                                    match res {
-                                        Ok(n) => {
-                                            written.fetch_add(n, Ordering::Relaxed);
-                                        }
-                                        Err(e) => {
-                                            fatal = Some(Error::io("write", target, e));
-                                            return Err(std::io::Error::other("write failed"));
-                                        }
+                                    Err(err) => {
+                                        fatal = Some(Error::io("write", target, err));
+                                        return Err(Error::Cancelled);
                                     }
                                 }
-                                progress.bytes_done(plain.len() as u64);
                             }
+                            progress.bytes_done(plain.len() as u64);
                         }
                         Ok(())
-                    };
-                    let res = repo
-                        .backend()
-                        .read_stream(&path, Some(start..end), &mut consumer);
-                    if let Some(e) = fatal {
-                        return Err(e);
-                    }
-                    if let Err(e) = res {
-                        // The pack is missing or unreadable: the files that needed it are
-                        // incomplete, everything else goes on.
-                        let mut p = problems
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        for j in range {
-                            for (entry, _) in &j.targets {
-                                p.push(format!(
-                                    "{}: {e}",
-                                    listing.entries[*entry].snap_path.display()
-                                ));
-                            }
+                    });
+                if let Some(e) = fatal {
+                    return Err(e);
+                }
+                let mut p = problems
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                p.extend(bad);
+                if let Err(e) = res {
+                    // The pack is missing or unreadable: the files whose blobs had not
+                    // arrived are incomplete, everything else goes on.
+                    for j in &jobs[next.min(jobs.len())..] {
+                        for (entry, _) in &j.targets {
+                            p.push(format!(
+                                "{}: {e}",
+                                listing.entries[*entry].snap_path.display()
+                            ));
                         }
-                        continue;
                     }
-                    problems
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .extend(bad);
                 }
                 Ok(())
             })?;
@@ -255,23 +239,4 @@ fn write_sparse(f: &std::fs::File, data: &[u8], off: u64) -> std::io::Result<u64
         written += (data.len() - start) as u64;
     }
     Ok(written)
-}
-
-/// Splits a pack's sorted jobs into runs read with one request each.
-fn ranges(jobs: &[BlobJob]) -> Vec<&[BlobJob]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..=jobs.len() {
-        let split = i == jobs.len() || {
-            let prev_end = jobs[i - 1].offset + u64::from(jobs[i - 1].slen);
-            jobs[i].offset > prev_end + MERGE_GAP || jobs[i].offset < prev_end
-        };
-        if split {
-            if start < i {
-                out.push(&jobs[start..i]);
-            }
-            start = i;
-        }
-    }
-    out
 }

@@ -9,6 +9,7 @@ use crate::prune::census::Census;
 use crate::prune::payback::{Action, Candidate};
 use crate::prune::plan::Plan;
 use crate::prune::repack::Job;
+use crate::repository::MERGE_GAP;
 
 /// A pack the plan touches, as the fresh census sees it.
 pub struct Touched {
@@ -32,9 +33,6 @@ pub struct Classified {
     /// Condemned blobs that a snapshot references again, so are kept.
     pub rescued: u64,
 }
-
-/// Blobs of one pack closer than this share a ranged read (as in `stream_pack_blobs`).
-const MERGE_GAP: u64 = 1 << 20;
 
 /// The ranged reads that fetch `entries`: how many, and how many bytes they move (the
 /// gaps merged into a read are downloaded too).
