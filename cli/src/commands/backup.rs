@@ -146,13 +146,7 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
     } else if let Some(p) = &a.parent {
         Some(select::one(&repo, p, &Filters::default())?)
     } else {
-        let mut want: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        want.sort();
-        select::all(&repo)?.into_iter().rev().find(|(_, s)| {
-            let mut have = s.paths.clone();
-            have.sort();
-            s.hostname == host && have == want
-        })
+        cairn_core::snapshot::select::parent(&select::all(&repo)?, &host, &paths).cloned()
     };
     let opts = BackupOptions {
         paths: paths.clone(),

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use cairn_core::browse;
 use cairn_core::repository::{Repository, TreeCache};
 use cairn_core::tree::{Node, Tree, SCOPE_GROUP};
@@ -22,18 +22,18 @@ fn need<'a>(id: &'a Option<String>, what: &str) -> Result<&'a str> {
         .ok_or_else(|| anyhow!("cat {what} needs an id (or prefix)"))
 }
 
-/// The one item whose name starts with `prefix`.
-fn by_prefix<T>(items: Vec<(Id, T)>, prefix: &str, what: &str) -> Result<(Id, T)> {
-    let p = prefix.to_ascii_lowercase();
-    let mut found: Vec<(Id, T)> = items
+/// The one item whose name starts with `prefix` (core's one id-prefix resolver).
+fn by_prefix<T>(items: Vec<(Id, T)>, prefix: &str, what: &'static str) -> Result<(Id, T)> {
+    let numbered: Vec<usize> = (0..items.len()).collect();
+    let i = *cairn_core::snapshot::select::by_prefix(
+        what,
+        prefix,
+        items.iter().map(|(id, _)| id.to_hex()).zip(&numbered),
+    )?;
+    items
         .into_iter()
-        .filter(|(id, _)| id.to_hex().starts_with(&p))
-        .collect();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => bail!("no {what} with id {prefix}"),
-        n => bail!("{what} id prefix {prefix} is ambiguous ({n} match)"),
-    }
+        .nth(i)
+        .ok_or_else(|| anyhow!("{what} {prefix} vanished while resolving it"))
 }
 
 fn node_json(repo: &Repository, n: &Node) -> Value {

@@ -300,21 +300,11 @@ impl Repository {
     /// Removes a key file by id or unique prefix; refuses to remove the one in use.
     pub fn remove_key(&self, prefix: &str) -> Result<String> {
         let keys = self.list_keys()?;
-        let matches: Vec<_> = keys.iter().filter(|k| k.id.starts_with(prefix)).collect();
-        let k = match matches.as_slice() {
-            [k] => *k,
-            [] => {
-                return Err(Error::NotFound {
-                    what: "key",
-                    name: prefix.into(),
-                })
-            }
-            _ => {
-                return Err(Error::InvalidInput(format!(
-                    "key prefix {prefix} is ambiguous"
-                )))
-            }
-        };
+        let k = crate::snapshot::select::by_prefix(
+            "key",
+            prefix,
+            keys.iter().map(|k| (k.id.clone(), k)),
+        )?;
         if k.current {
             return Err(Error::InvalidInput(
                 "refusing to remove the key in use; open the repository with another key first"

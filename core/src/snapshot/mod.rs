@@ -1,6 +1,8 @@
 //! Snapshots (`docs/format.md`, "Snapshots"): what was backed up, when, from where, and how it
 //! went. Sealed with the host key (file type 1) and named by the BLAKE3 of the sealed bytes.
 
+pub mod select;
+
 use crate::cbor::{CborError, Dec, Enc};
 use crate::id::{Id, Id16};
 
