@@ -281,3 +281,46 @@ fn a_running_backup_blocks_the_sweep_and_is_named() {
     f.cairn.json(&["restore", "latest", "-t", s(&t)]);
     assert_same(&slow_src, &Fixture::restored(&t, &slow_src), true);
 }
+
+/// `prune --instant` killed with SIGKILL at points spread over its run: each time `check`
+/// passes, the next prune (which takes over the dead prune's lock) finishes, `check
+/// --read-data` passes and the kept snapshots restore.
+#[test]
+fn prune_killed_at_random_points_is_finished_by_the_next() {
+    let f = Fixture::new();
+    let (src, copies) = generations(&f);
+    f.cairn.json(&["forget", "--keep-last", "2"]);
+    let pristine = f.path("pristine");
+    keep_copy(&f.repo(), &pristine);
+    let args = ["prune", "--instant", "--max-unused", "0%"];
+    let t0 = std::time::Instant::now();
+    f.cairn.json(&args);
+    let full = t0.elapsed();
+    let points = 12u32;
+    let mut killed = 0;
+    for i in 0..points {
+        std::fs::remove_dir_all(f.repo()).unwrap();
+        keep_copy(&pristine, &f.repo());
+        let mut child = f
+            .cairn
+            .command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full * i / points);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        killed += u32::from(!status.success());
+        let out = f.cairn.run(&["check"]);
+        assert_eq!(out.code, 0, "point {i}: check after the kill: {out:#?}");
+        let again = f.cairn.run(&["prune", "--instant", "--max-unused", "0%"]);
+        assert_eq!(again.code, 0, "point {i}: the next prune: {again:#?}");
+        check_read_data(&f);
+        restores_latest_two(&f, &src, &copies);
+    }
+    assert!(
+        killed >= points / 2,
+        "only {killed} of {points} runs were killed mid-way"
+    );
+}
