@@ -178,11 +178,17 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
     let mut input = input;
     let mut gen_seen = gen_seen;
     let out = loop {
-        let result = archiver::with_session(&repo, &SystemClock, gen_seen, HEARTBEAT, || {
+        let mut run = || {
             let out = archiver::backup(&repo, &opts, input.take(), &meter, &ctx.cancel)?;
             let id = out.snapshot_id;
             Ok((out, id))
-        });
+        };
+        // A dry run writes nothing, not even a session marker.
+        let result = if opts.dry_run {
+            run().map(|(out, _)| out)
+        } else {
+            archiver::with_session(&repo, &SystemClock, gen_seen, HEARTBEAT, run)
+        };
         let out = match result {
             Ok(out) => out,
             Err(e) => {

@@ -546,3 +546,32 @@ fn a_backup_suspended_past_a_sweep_finds_out_and_stores_the_swept_blobs_again() 
     .into();
     assert_restores(&mut f.repo, &again.snapshot, &revived, &old_files);
 }
+
+#[test]
+fn a_host_clock_hours_off_the_admins_does_not_let_a_sweep_past_its_backup() {
+    for skew_h in [-3i64, 3] {
+        let mut f = fixture(Arc::new(InMemoryBackend::new()));
+        let admin_clock = FakeClock::at(1_000 * HOUR);
+        let host_clock = FakeClock::at(1_000 * HOUR + skew_h * HOUR);
+        f.repo.load_index().unwrap();
+        let (gen_seen, _) = f.repo.apply_plans().unwrap();
+        let mut admin = f.repo.as_host(f.repo.host_id());
+        with_session(
+            &f.repo,
+            &host_clock,
+            gen_seen,
+            Duration::from_secs(3600),
+            || {
+                run(&mut admin, &admin_clock, &opts(false));
+                admin_clock.advance(25 * HOUR);
+                let r = run(&mut admin, &admin_clock, &opts(false));
+                assert_eq!(r.phases, ["blocked"], "skew {skew_h} h: {r:?}");
+                Ok(((), None))
+            },
+        )
+        .unwrap();
+        // The aborted session no longer blocks.
+        let r = run(&mut admin, &admin_clock, &opts(false));
+        assert_eq!(r.phases[0], "sweep", "skew {skew_h} h: {r:?}");
+    }
+}
