@@ -19,12 +19,18 @@
 //! exclude-file = ["/etc/cairn/excludes"]
 //! exclude-caches = true
 //! tag = ["daily"]
+//!
+//! [prices.my-minio]               # a custom price profile for `prune --price-profile`
+//! storage-gb-month = 0.004
+//! egress-gb = 0.01
+//! put-per-1000 = 0.005
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use cairn_core::prune::price::{FreeEgress, PriceProfile};
 use serde::Deserialize;
 
 use crate::args::{Cli, Command};
@@ -35,6 +41,83 @@ use crate::args::{Cli, Command};
 struct ConfigFile {
     #[serde(default)]
     profiles: BTreeMap<String, Profile>,
+    #[serde(default)]
+    prices: BTreeMap<String, Prices>,
+}
+
+/// A custom price profile (`[prices.NAME]`), in US dollars; absent figures are free.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Prices {
+    storage_gb_month: f64,
+    #[serde(default)]
+    egress_gb: f64,
+    /// Free egress per month in GB (per account).
+    #[serde(default)]
+    free_egress_gb: f64,
+    /// Free egress per month as a multiple of the stored amount (B2's rule).
+    free_egress_stored_multiple: Option<f64>,
+    #[serde(default)]
+    retrieval_gb: f64,
+    #[serde(default)]
+    list_per_1000: f64,
+    #[serde(default)]
+    head_per_1000: f64,
+    #[serde(default)]
+    get_per_1000: f64,
+    #[serde(default)]
+    put_per_1000: f64,
+    #[serde(default)]
+    delete_per_1000: f64,
+    #[serde(default)]
+    min_storage_days: f64,
+    #[serde(default)]
+    min_object_bytes: u64,
+    #[serde(default)]
+    delete_hides: bool,
+    as_of: Option<String>,
+}
+
+impl Prices {
+    fn profile(self, name: &str) -> PriceProfile {
+        PriceProfile {
+            name: name.to_owned(),
+            as_of: self.as_of.unwrap_or_else(|| "config file".into()),
+            storage_gb_month: self.storage_gb_month,
+            egress_gb: self.egress_gb,
+            egress_free: match self.free_egress_stored_multiple {
+                Some(m) => FreeEgress::StoredMultiple(m),
+                None if self.free_egress_gb > 0.0 => FreeEgress::Gb(self.free_egress_gb),
+                None => FreeEgress::None,
+            },
+            retrieval_gb: self.retrieval_gb,
+            // In RequestClass::ALL order: list, head, get, put, delete.
+            per_1000: [
+                self.list_per_1000,
+                self.head_per_1000,
+                self.get_per_1000,
+                self.put_per_1000,
+                self.delete_per_1000,
+            ],
+            min_storage_days: self.min_storage_days,
+            min_object_bytes: self.min_object_bytes,
+            delete_hides: self.delete_hides,
+            priced: true,
+        }
+    }
+}
+
+/// The price profile `[prices.NAME]` of the configuration file (`--config` or the default
+/// one), if the file exists and has it.
+pub fn custom_prices(config: Option<&Path>, name: &str) -> Result<Option<PriceProfile>> {
+    let Some(path) = config.map(Path::to_path_buf).or_else(default_path) else {
+        return Ok(None);
+    };
+    if config.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    let mut file = load(&path)?;
+    Ok(file.prices.remove(name).map(|p| p.profile(name)))
 }
 
 /// One profile.
@@ -49,6 +132,8 @@ struct Profile {
     limit_upload: Option<u64>,
     limit_download: Option<u64>,
     metrics_file: Option<PathBuf>,
+    /// Prices `prune` plans with (a built-in name or a `[prices.NAME]` table).
+    price_profile: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
     #[serde(default)]
@@ -150,6 +235,11 @@ pub fn apply(cli: &mut Cli) -> Result<()> {
     opts.append(&mut g.options);
     g.options = opts;
 
+    match &mut cli.command {
+        Command::Prune(a) => fill(&mut a.tuning.price_profile, p.price_profile.clone()),
+        Command::Forget(a) => fill(&mut a.tuning.price_profile, p.price_profile.clone()),
+        _ => {}
+    }
     if let Command::Backup(a) = &mut cli.command {
         let b = p.backup;
         if a.paths.is_empty() && !a.stdin {
@@ -186,6 +276,36 @@ mod tests {
         let mut c = Cli::try_parse_from(all)?;
         apply(&mut c)?;
         Ok(c)
+    }
+
+    #[test]
+    fn custom_price_profiles_come_from_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[prices.minio]\nstorage-gb-month = 0.004\nget-per-1000 = 0.001\nfree-egress-gb = 10\n\n[profiles.p]\nrepository = \"/r\"\nprice-profile = \"minio\"\n",
+        )
+        .expect("write");
+        let p = custom_prices(Some(&path), "minio")
+            .expect("loads")
+            .expect("has it");
+        assert_eq!(p.storage_gb_month, 0.004);
+        assert_eq!(p.per_1000[2], 0.001);
+        assert_eq!(p.egress_free, FreeEgress::Gb(10.0));
+        assert!(custom_prices(Some(&path), "other")
+            .expect("loads")
+            .is_none());
+        let c = cli(&path, &["-P", "p", "prune"]).expect("applies");
+        let Command::Prune(a) = c.command else {
+            panic!("not prune")
+        };
+        assert_eq!(a.tuning.price_profile.as_deref(), Some("minio"));
+        std::fs::write(&path, "[prices.x]\nstorage-gb-month = 1\nbogus = 2\n").expect("write");
+        assert!(
+            custom_prices(Some(&path), "x").is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

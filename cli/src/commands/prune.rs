@@ -138,12 +138,18 @@ pub fn prune_open(
         .and_then(|c| *c)
         .unwrap_or("local");
     let price = match &a.price_profile {
-        Some(n) => PriceProfile::builtin(n).ok_or_else(|| {
-            anyhow!(
-                "unknown price profile {n:?}; built in: {}",
-                PriceProfile::BUILTIN.join(", ")
-            )
-        })?,
+        Some(n) => match PriceProfile::builtin(n) {
+            Some(p) => p,
+            None => crate::profile::custom_prices(ctx.global.config.as_deref(), n)?.ok_or_else(
+                || {
+                    anyhow!(
+                        "unknown price profile {n:?}: neither built in ({}) nor a \
+                         [prices.{n}] table of the configuration file",
+                        PriceProfile::BUILTIN.join(", ")
+                    )
+                },
+            )?,
+        },
         None => PriceProfile::for_cost_class(class),
     };
     let remote = !matches!(class, "local");
