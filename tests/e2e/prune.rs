@@ -324,3 +324,43 @@ fn prune_killed_at_random_points_is_finished_by_the_next() {
         "only {killed} of {points} runs were killed mid-way"
     );
 }
+
+/// The disk that spools repacked packs fills up mid-repack: prune stops with the cause, the
+/// repository still checks and restores, and the next prune with room finishes. Needs root
+/// to mount a tiny tmpfs; CI runs as root.
+#[test]
+fn prune_on_a_full_spool_disk_stops_cleanly_and_the_next_finishes() {
+    if !crate::support::can_mount() {
+        return;
+    }
+    let f = Fixture::new();
+    let (src, copies) = generations(&f);
+    f.cairn.json(&["forget", "--keep-last", "2"]);
+    let small = f.path("small-disk");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a 1 MiB tmpfs");
+    let mut full = f.cairn.clone();
+    full.env.push(("TMPDIR".into(), small.clone().into()));
+    let out = full.run(&["prune", "--instant", "--max-unused", "0%"]);
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("No space left on device"), "{out:#?}");
+    let check = f.cairn.run(&["check"]);
+    assert_eq!(check.code, 0, "{check:#?}");
+    restores_latest_two(&f, &src, &copies);
+    let again = f.cairn.json(&["prune", "--instant", "--max-unused", "0%"]);
+    assert!(
+        again["phases"]
+            .as_array()
+            .unwrap()
+            .contains(&"sweep".into()),
+        "{again}"
+    );
+    check_read_data(&f);
+    restores_latest_two(&f, &src, &copies);
+}
