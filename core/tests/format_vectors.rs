@@ -23,7 +23,7 @@ use cairn_core::crypto::sealed::{self, Expect, FileType, SealedHeader};
 use cairn_core::crypto::Key32;
 use cairn_core::index::{IndexFile, IndexPack};
 use cairn_core::pack::{padme, PackEntry, PackHeader, PackKind};
-use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord};
+use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord, UnindexedPack};
 use cairn_core::session::{SessionMarker, SessionState};
 use cairn_core::snapshot::{Snapshot, Summary};
 use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Tree};
@@ -377,6 +377,12 @@ fn plan(v: &mut Vector) {
             len: v.u64("pack.len"),
             ids: vec![Id(v.arr("pack.id"))],
             unindexed: false,
+        }],
+        unindexed_seen: vec![UnindexedPack {
+            host: Id16(v.arr("seen.host")),
+            name: Id(v.arr("seen.name")),
+            len: v.u64("seen.len"),
+            first_seen_ms: v.i64("seen.first_seen_ms"),
         }],
     };
     let enc = p.encode();

@@ -21,7 +21,7 @@ use cairn_core::crypto::{Key32, Password};
 use cairn_core::index::{IndexFile, IndexPack};
 use cairn_core::pack::writer::PackWriter;
 use cairn_core::pack::{PackEntry, PackHeader, PackKind};
-use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord};
+use cairn_core::prune::plan::{CondemnedPack, Plan, UnindexedPack, SweepRecord};
 use cairn_core::session::{SessionMarker, SessionState};
 use cairn_core::snapshot::{Snapshot, Summary};
 use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Tree};
@@ -176,6 +176,12 @@ fn plan() -> Plan {
                 unindexed: true,
             },
         ],
+        unindexed_seen: vec![UnindexedPack {
+            host: WRITER,
+            name: Id([24; 32]),
+            len: 300,
+            first_seen_ms: 1_699_000_000_000,
+        }],
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::census::Census;
-use super::plan::{CondemnedPack, Plan};
+use super::plan::{CondemnedPack, Plan, UnindexedPack};
 use crate::error::Result;
 use crate::id::Id;
 use crate::repository::Repository;
@@ -71,20 +71,66 @@ pub fn condemn(census: &Census) -> Vec<CondemnedPack> {
     out
 }
 
-/// Publishes plan `gen` for `census`; returns its name and the plan.
-pub fn publish(
-    repo: &Repository,
+/// The plan Mark would publish now: [`condemn`]'s packs, plus the packs no index lists
+/// that `previous` (the newest plan) already saw unlisted at least `dead_ms` ago (uploads of
+/// a backup killed long ago that its host never adopted), condemned whole; the other
+/// unlisted packs are recorded as seen.
+pub fn plan(
     census: &Census,
+    previous: Option<&Plan>,
     gen: u64,
     now_ms: i64,
     grace_ms: u64,
-) -> Result<(Id, Plan)> {
-    let plan = Plan {
+    dead_ms: u64,
+) -> Plan {
+    let mut packs = condemn(census);
+    let mut unindexed_seen = Vec::new();
+    for (host, name, len) in &census.unindexed {
+        let first_seen_ms = previous
+            .and_then(|p| {
+                p.unindexed_seen
+                    .binary_search_by(|u| u.name.cmp(name))
+                    .ok()
+                    .map(|i| p.unindexed_seen[i].first_seen_ms)
+            })
+            .unwrap_or(now_ms);
+        if now_ms.saturating_sub(first_seen_ms) >= dead_ms as i64 {
+            packs.push(CondemnedPack {
+                host: *host,
+                name: *name,
+                len: *len,
+                ids: Vec::new(),
+                unindexed: true,
+            });
+        } else {
+            unindexed_seen.push(UnindexedPack {
+                host: *host,
+                name: *name,
+                len: *len,
+                first_seen_ms,
+            });
+        }
+    }
+    packs.sort_by_key(|p| p.name);
+    unindexed_seen.sort_by_key(|u| u.name);
+    Plan {
         gen,
         published_ms: now_ms,
         grace_ms,
-        packs: condemn(census),
-    };
-    let name = repo.save_plan(&plan)?;
-    Ok((name, plan))
+        packs,
+        unindexed_seen,
+    }
+}
+
+/// Publishes `plan`; returns its name.
+pub fn publish(repo: &Repository, plan: &Plan) -> Result<Id> {
+    repo.save_plan(plan)
+}
+
+/// Whether publishing `plan` would tell anyone anything new: it condemns something, or it
+/// records unlisted packs `previous` did not.
+pub fn worth_publishing(plan: &Plan, previous: Option<&Plan>) -> bool {
+    let seen = |p: &Plan| p.unindexed_seen.iter().map(|u| u.name).collect::<Vec<_>>();
+    !plan.packs.is_empty()
+        || previous.map_or(!plan.unindexed_seen.is_empty(), |p| seen(p) != seen(plan))
 }

@@ -27,6 +27,19 @@ pub struct CondemnedPack {
     pub unindexed: bool,
 }
 
+/// A pack no index listed when a Mark ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnindexedPack {
+    /// Host prefix.
+    pub host: Id16,
+    /// Pack name.
+    pub name: Id,
+    /// Its length.
+    pub len: u64,
+    /// When a Mark first saw it unlisted (ms).
+    pub first_seen_ms: i64,
+}
+
 /// A prune plan: what Mark found unreferenced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -36,8 +49,12 @@ pub struct Plan {
     pub published_ms: i64,
     /// Grace period chosen at Mark.
     pub grace_ms: u64,
-    /// Packs with condemned blobs, sorted by (host, name).
+    /// Packs with condemned blobs, sorted by name.
     pub packs: Vec<CondemnedPack>,
+    /// Packs no index listed at Mark and not condemned yet, sorted by name: a later Mark
+    /// condemns one still unlisted once it was first seen longer ago than the dead-session
+    /// limit (a killed backup's uploads its host never adopted).
+    pub unindexed_seen: Vec<UnindexedPack>,
 }
 
 impl Plan {
@@ -58,7 +75,7 @@ impl Plan {
     /// Canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::new();
-        e.map(5);
+        e.map(6);
         e.key(0).u64(1);
         e.key(1).u64(self.gen);
         e.key(2).i64(self.published_ms);
@@ -75,14 +92,22 @@ impl Plan {
                 e.bytes(&id.0);
             }
         }
+        e.key(5).array(self.unindexed_seen.len());
+        for u in &self.unindexed_seen {
+            e.array(4)
+                .bytes(&u.host.0)
+                .bytes(&u.name.0)
+                .u64(u.len)
+                .i64(u.first_seen_ms);
+        }
         e.buf
     }
 
     /// Decodes an authenticated payload.
     pub fn decode(b: &[u8]) -> Result<Self, CborError> {
         let mut d = Dec::new(b);
-        if d.map()? != 5 {
-            return Err(d.err("plan must have 5 fields"));
+        if d.map()? != 6 {
+            return Err(d.err("plan must have 6 fields"));
         }
         let mut prev = None;
         expect_key(&mut d, &mut prev, 0)?;
@@ -130,12 +155,30 @@ impl Plan {
         if !packs.windows(2).all(|w| w[0].name < w[1].name) {
             return Err(d.err("condemned packs must be sorted by name and unique"));
         }
+        expect_key(&mut d, &mut prev, 5)?;
+        let n = d.array()?;
+        let mut unindexed_seen = Vec::with_capacity(n.min(1 << 12));
+        for _ in 0..n {
+            if d.array()? != 4 {
+                return Err(d.err("unindexed pack must have 4 fields"));
+            }
+            unindexed_seen.push(UnindexedPack {
+                host: Id16(d.fixed()?),
+                name: Id(d.fixed()?),
+                len: d.u64()?,
+                first_seen_ms: d.i64()?,
+            });
+        }
+        if !unindexed_seen.windows(2).all(|w| w[0].name < w[1].name) {
+            return Err(d.err("unindexed packs must be sorted by name and unique"));
+        }
         d.finish()?;
         Ok(Self {
             gen,
             published_ms,
             grace_ms,
             packs,
+            unindexed_seen,
         })
     }
 }
@@ -265,6 +308,12 @@ mod tests {
                     unindexed: true,
                 },
             ],
+            unindexed_seen: vec![UnindexedPack {
+                host: Id16([1; 16]),
+                name: Id([4; 32]),
+                len: 9,
+                first_seen_ms: 5,
+            }],
         }
     }
 

@@ -136,6 +136,8 @@ pub struct StateFiles {
     pub sweeps: Vec<(Id, u64)>,
     /// (month, bytes) prunes downloaded in the month of the newest sweep record.
     pub month_egress: (u32, u64),
+    /// The newest plan, swept or not (what the next Mark learns unlisted packs from).
+    pub newest_plan: Option<Plan>,
 }
 
 impl StateFiles {
@@ -166,6 +168,7 @@ fn pending(repo: &Repository, warnings: &mut Vec<String>) -> Result<Pending> {
             .last()
             .map(|(_, r)| (r.month, r.month_egress))
             .unwrap_or_default(),
+        newest_plan: plans.last().map(|(_, p)| p.clone()),
     };
     let swept: HashSet<u64> = sweeps.iter().map(|(_, r)| r.gen).collect();
     let top = plans.last().map(|(_, p)| p.gen).unwrap_or(0);
@@ -270,12 +273,14 @@ fn prune_locked(
         // The plan pending, or the one Mark would publish now, swept now.
         let plan = match open {
             Some((_, p)) => p,
-            None => Plan {
-                gen: top_gen + 1,
-                published_ms: now,
-                grace_ms: opts.grace_ms,
-                packs: mark::condemn(&census),
-            },
+            None => mark::plan(
+                &census,
+                state.newest_plan.as_ref(),
+                top_gen + 1,
+                now,
+                opts.grace_ms,
+                opts.dead_session_ms,
+            ),
         };
         r.plan_gen = Some(plan.gen);
         r.condemned_blobs = plan.packs.iter().map(|p| p.ids.len() as u64).sum();
@@ -334,14 +339,23 @@ fn prune_locked(
         next_gen = next_gen.max(plan.gen + 1);
     }
     let grace = if opts.instant { 0 } else { opts.grace_ms };
-    if mark::condemn(&census).is_empty() {
+    let plan = mark::plan(
+        &census,
+        state.newest_plan.as_ref(),
+        next_gen,
+        clock.now_ms(),
+        grace,
+        opts.dead_session_ms,
+    );
+    if !mark::worth_publishing(&plan, state.newest_plan.as_ref()) {
         // Nothing unused: a plan would only make the next run wait for nothing.
         r.phases.push("clean");
         r.bytes_after = Some(census.total_bytes);
         return Ok(r);
     }
-    let (name, plan) = mark::publish(repo, &census, next_gen, clock.now_ms(), grace)?;
+    let name = mark::publish(repo, &plan)?;
     state.plans.push((name, plan.gen));
+    state.newest_plan = Some(plan.clone());
     r.phases.push("mark");
     r.plan_gen = Some(plan.gen);
     r.condemned_blobs = plan.packs.iter().map(|p| p.ids.len() as u64).sum();

@@ -67,6 +67,7 @@ fn plan(gen: u64) -> Plan {
         published_ms: now_ms() - DAY,
         grace_ms: DAY as u64,
         packs: vec![],
+        unindexed_seen: vec![],
     }
 }
 

@@ -575,3 +575,67 @@ fn a_host_clock_hours_off_the_admins_does_not_let_a_sweep_past_its_backup() {
         assert_eq!(r.phases[0], "sweep", "skew {skew_h} h: {r:?}");
     }
 }
+
+#[test]
+fn a_killed_backups_unadopted_packs_are_condemned_after_the_dead_session_limit_never_adopted() {
+    let mut f = fixture(Arc::new(InMemoryBackend::new()));
+    let b = f.backend.clone();
+    let index_files = || -> Vec<String> {
+        b.list(layout::HOSTS)
+            .unwrap()
+            .map(|i| i.unwrap().path)
+            .filter(|p| p.contains("/index/") || p.contains("/tindex/"))
+            .collect()
+    };
+    // A backup whose index files never landed (killed before them): its packs are orphans.
+    let before = index_files();
+    let extra: BTreeMap<&str, Vec<u8>> = [("orphan.bin", noise(7, 2 << 20))].into();
+    let src = tree(&extra);
+    let (id, _) = snap(&f.repo, src.path(), 3);
+    forget(&*b, f.repo.host_id(), &id);
+    for p in index_files().into_iter().filter(|p| !before.contains(p)) {
+        b.remove(&p).unwrap();
+    }
+    f.repo.load_index().unwrap();
+    let orphans: Vec<Id> = b
+        .list(layout::HOSTS)
+        .unwrap()
+        .map(|i| i.unwrap().path)
+        .filter(|p| p.contains("/packs/"))
+        .filter_map(|p| p.rsplit('/').next().and_then(|n| n.parse().ok()))
+        .filter(|n| !f.repo.index().has_pack(n))
+        .collect();
+    assert!(!orphans.is_empty());
+    let pack_exists = |n: &Id| {
+        b.list(layout::HOSTS)
+            .unwrap()
+            .any(|i| i.unwrap().path.ends_with(&n.to_hex()))
+    };
+
+    let clock = FakeClock::at(1_000 * HOUR);
+    let r = run(&mut f.repo, &clock, &opts(false));
+    assert_eq!(r.phases, ["mark"], "first seen unlisted");
+    clock.advance(3 * 24 * HOUR);
+    run(&mut f.repo, &clock, &opts(false));
+    assert!(
+        orphans.iter().all(pack_exists),
+        "younger than the dead-session limit: kept"
+    );
+    clock.advance(5 * 24 * HOUR);
+    let r = run(&mut f.repo, &clock, &opts(false));
+    assert!(r.phases.contains(&"mark"), "{r:?}");
+    // Condemned now: a backup of the host does not adopt them.
+    let mut host = f.repo.as_host(f.repo.host_id());
+    host.load_index().unwrap();
+    assert_eq!(
+        host.recover_orphan_packs().unwrap(),
+        0,
+        "never both adopted and condemned"
+    );
+    clock.advance(25 * HOUR);
+    let r = run(&mut f.repo, &clock, &opts(false));
+    assert_eq!(r.phases[0], "sweep", "{r:?}");
+    assert!(!orphans.iter().any(pack_exists), "the orphans are gone");
+    assert_checks(&f.repo);
+    assert_restores(&mut f.repo, &f.keep, f.src.path(), &f.files);
+}

@@ -289,6 +289,7 @@ fn unindexed_pack_an_open_plan_names_is_not_adopted() {
                 ids: vec![],
                 unindexed: true,
             }],
+            unindexed_seen: vec![],
         })
         .unwrap();
     let r = repair_index(&f.repo, &IndexRepairOptions::default(), &|_| false).unwrap();
