@@ -6,9 +6,9 @@
 
 use std::ffi::OsString;
 
-use crate::counting_proxy::{CountingProxy, Seen};
-use crate::servers::{runner, unique, Remote};
-use crate::support::{assert_same, bytes, s, Cairn, Fixture};
+use crate::counting_proxy::Seen;
+use crate::servers::s3_through_proxy;
+use crate::support::{assert_same, bytes, s, Fixture};
 
 const CLASSES: [&str; 5] = ["list", "head", "get", "put", "delete"];
 
@@ -46,23 +46,9 @@ fn check(scenario: &str, summary: &serde_json::Value, seen: &[Seen]) -> Vec<u64>
 #[test]
 fn reported_requests_match_what_the_server_received() {
     let dir = tempfile::tempdir().unwrap();
-    // Only for the skip-or-fail-under-CI decision; the repository goes through the proxy.
-    let Some((direct, _)) = runner(Remote::S3, dir.path()) else {
+    let Some((mut c, proxy)) = s3_through_proxy(dir.path(), "billing") else {
         return;
     };
-    let endpoint = std::env::var("CAIRN_TEST_S3_ENDPOINT").unwrap();
-    let bucket = std::env::var("CAIRN_TEST_S3_BUCKET").unwrap();
-    let addr = endpoint
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("not an http://host:port endpoint: {endpoint}"));
-    let proxy = CountingProxy::start(addr);
-    let mut c = Cairn::new(format!(
-        "s3:{}/{bucket}/{}",
-        proxy.endpoint(),
-        unique("billing")
-    ));
-    c.env = direct.env.clone();
     for o in [
         "s3.list-page-size=2",
         "s3.multipart-threshold=5M",

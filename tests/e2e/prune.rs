@@ -135,27 +135,10 @@ crate::on_all_backends!(forget_then_two_phase_prune, forget_prune_instant);
 /// what the proxy saw.
 #[test]
 fn dry_run_estimate_matches_what_the_server_received() {
-    use crate::counting_proxy::CountingProxy;
-    use crate::servers::{runner, unique};
-    use crate::support::Cairn;
-
     let dir = tempfile::tempdir().unwrap();
-    let Some((direct, _)) = runner(Remote::S3, dir.path()) else {
+    let Some((mut c, proxy)) = crate::servers::s3_through_proxy(dir.path(), "prune-bill") else {
         return;
     };
-    let endpoint = std::env::var("CAIRN_TEST_S3_ENDPOINT").unwrap();
-    let bucket = std::env::var("CAIRN_TEST_S3_BUCKET").unwrap();
-    let addr = endpoint
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("not an http://host:port endpoint: {endpoint}"));
-    let proxy = CountingProxy::start(addr);
-    let mut c = Cairn::new(format!(
-        "s3:{}/{bucket}/{}",
-        proxy.endpoint(),
-        unique("prune-bill")
-    ));
-    c.env = direct.env.clone();
     c.opts = vec!["--no-cache".into()];
     c.init();
     let f = Fixture {

@@ -91,6 +91,26 @@ pub fn runner(remote: Remote, local_dir: &std::path::Path) -> Option<(Cairn, Opt
     }
 }
 
+/// A runner for a fresh, not yet initialised repository on the S3 server reached through a
+/// counting proxy, and the proxy; `None` when the server is missing (outside CI).
+pub fn s3_through_proxy(
+    dir: &std::path::Path,
+    tag: &str,
+) -> Option<(Cairn, crate::counting_proxy::CountingProxy)> {
+    // Only for the skip-or-fail-under-CI decision and the credentials.
+    let (direct, _) = runner(Remote::S3, dir)?;
+    let endpoint = std::env::var("CAIRN_TEST_S3_ENDPOINT").ok()?;
+    let bucket = std::env::var("CAIRN_TEST_S3_BUCKET").ok()?;
+    let addr = endpoint
+        .strip_prefix("http://")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("not an http://host:port endpoint: {endpoint}"));
+    let proxy = crate::counting_proxy::CountingProxy::start(addr);
+    let mut c = Cairn::new(format!("s3:{}/{bucket}/{}", proxy.endpoint(), unique(tag)));
+    c.env = direct.env;
+    Some((c, proxy))
+}
+
 impl Fixture {
     /// A fresh, initialised repository on `remote`; `None` when its server is missing
     /// outside CI (the test then returns early, having said so).

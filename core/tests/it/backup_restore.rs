@@ -2,22 +2,9 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use cairn_core::archiver::{backup, NoProgress};
-use cairn_core::restorer::{restore, NoRestoreProgress, Overwrite, RestoreOptions};
+use cairn_core::restorer::{restore, NoRestoreProgress};
 
 use crate::support::*;
-
-fn ropts(target: &Path) -> RestoreOptions {
-    RestoreOptions {
-        target: target.to_path_buf(),
-        subpath: None,
-        include: None,
-        exclude: None,
-        verify: true,
-        overwrite: Overwrite::Always,
-        delete: false,
-        dry_run: false,
-    }
-}
 
 #[test]
 fn round_trip_and_unchanged_rebackup_reads_nothing() {

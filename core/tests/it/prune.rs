@@ -18,7 +18,6 @@ use cairn_core::prune::payback::Policy;
 use cairn_core::prune::price::PriceProfile;
 use cairn_core::prune::{prune, LockOwner, PruneHooks, PruneOptions, PruneReport};
 use cairn_core::repository::Repository;
-use cairn_core::restorer::{restore, NoRestoreProgress, Overwrite, RestoreOptions};
 use cairn_core::snapshot::Snapshot;
 use cairn_core::testing::{FaultyBackend, InMemoryBackend, Op};
 
@@ -97,29 +96,7 @@ fn assert_restores(
     files: &BTreeMap<&str, Vec<u8>>,
 ) {
     repo.load_index().unwrap();
-    let dst = tempfile::tempdir().unwrap();
-    let ro = RestoreOptions {
-        target: dst.path().to_path_buf(),
-        subpath: None,
-        include: None,
-        exclude: None,
-        verify: true,
-        overwrite: Overwrite::Always,
-        delete: false,
-        dry_run: false,
-    };
-    let sum = restore(
-        repo,
-        &s.tree,
-        &ro,
-        &NoRestoreProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
-    assert!(
-        sum.errors.is_empty() && sum.verify_failures.is_empty(),
-        "{sum:?}"
-    );
+    let dst = restore_into(repo, s);
     let root: PathBuf = dst.path().join(src.strip_prefix("/").unwrap());
     for (n, c) in files {
         assert_eq!(&std::fs::read(root.join(n)).unwrap(), c, "{n}");

@@ -19,8 +19,6 @@ use cairn_core::repair::{
     repair_index, repair_snapshots, IndexRepairOptions, SnapshotRepairOptions, REPAIRED_TAG,
 };
 use cairn_core::repository::Repository;
-use cairn_core::restorer::{restore, NoRestoreProgress, Overwrite, RestoreOptions};
-use cairn_core::snapshot::Snapshot;
 use cairn_core::testing::InMemoryBackend;
 
 use crate::support::*;
@@ -109,33 +107,6 @@ fn packs_of(repo: &Repository, kind: PackKind) -> Vec<(Id, String)> {
 
 fn under(b: &InMemoryBackend, part: &str) -> Vec<String> {
     b.paths().into_iter().filter(|p| p.contains(part)).collect()
-}
-
-fn restore_into(repo: &Repository, s: &Snapshot) -> tempfile::TempDir {
-    let dst = tempfile::tempdir().unwrap();
-    let ro = RestoreOptions {
-        target: dst.path().to_path_buf(),
-        subpath: None,
-        include: None,
-        exclude: None,
-        verify: true,
-        overwrite: Overwrite::Always,
-        delete: false,
-        dry_run: false,
-    };
-    let sum = restore(
-        repo,
-        &s.tree,
-        &ro,
-        &NoRestoreProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
-    assert!(
-        sum.errors.is_empty() && sum.verify_failures.is_empty(),
-        "{sum:?}"
-    );
-    dst
 }
 
 fn owner() -> LockOwner {

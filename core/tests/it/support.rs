@@ -61,3 +61,36 @@ pub fn backup_opts(paths: Vec<std::path::PathBuf>) -> cairn_core::archiver::Back
         stdin_name: None,
     }
 }
+
+/// Restore options for tests: verify, overwrite, nothing else.
+pub fn ropts(target: &Path) -> cairn_core::restorer::RestoreOptions {
+    cairn_core::restorer::RestoreOptions {
+        target: target.to_path_buf(),
+        subpath: None,
+        include: None,
+        exclude: None,
+        verify: true,
+        overwrite: cairn_core::restorer::Overwrite::Always,
+        delete: false,
+        dry_run: false,
+    }
+}
+
+/// Restores snapshot `s` into a fresh directory, asserting it restored without errors and
+/// verified; returns the directory.
+pub fn restore_into(repo: &Repository, s: &cairn_core::snapshot::Snapshot) -> tempfile::TempDir {
+    let dst = tempfile::tempdir().unwrap();
+    let sum = cairn_core::restorer::restore(
+        repo,
+        &s.tree,
+        &ropts(dst.path()),
+        &cairn_core::restorer::NoRestoreProgress,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    assert!(
+        sum.errors.is_empty() && sum.verify_failures.is_empty(),
+        "{sum:?}"
+    );
+    dst
+}
