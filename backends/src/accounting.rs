@@ -212,6 +212,12 @@ impl<B: Backend> Backend for AccountingBackend<B> {
         r
     }
 
+    fn discard(&self, path: &str) -> Result<(), BackendError> {
+        let r = self.inner.discard(path);
+        self.record(RequestClass::Delete, path, 0, &r);
+        r
+    }
+
     fn meter_requests(&self, _meter: Arc<dyn RequestMeter>) -> bool {
         // Requests below are this decorator's to count; an outer meter would count them
         // a second time. No decorator wraps another accounting one.

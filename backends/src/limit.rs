@@ -250,6 +250,11 @@ impl<B: Backend> Backend for LimitBackend<B> {
         self.inner.remove(path)
     }
 
+    fn discard(&self, path: &str) -> Result<(), BackendError> {
+        let _slot = self.slot();
+        self.inner.discard(path)
+    }
+
     fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
         self.inner.meter_requests(meter)
     }

@@ -304,7 +304,6 @@ impl Backend for LocalBackend {
             is_local: true,
             can_delete: true,
             cost_class: "local",
-            requests_per_remove: 1,
         }
     }
 

@@ -224,6 +224,10 @@ impl<B: Backend> Backend for RetryBackend<B> {
         self.retry(|| self.inner.remove(path))
     }
 
+    fn discard(&self, path: &str) -> Result<(), BackendError> {
+        self.retry(|| self.inner.discard(path))
+    }
+
     fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
         self.inner.meter_requests(meter)
     }

@@ -363,7 +363,6 @@ impl Backend for S3Backend {
             is_local: false,
             can_delete: true,
             cost_class: self.cfg.flavor.name(),
-            requests_per_remove: 2,
         }
     }
 
@@ -478,11 +477,23 @@ impl Backend for S3Backend {
         let key = self.key("remove", path)?;
         // DeleteObject succeeds on a missing key; the contract says NotFound.
         self.head("remove", path, &key)?;
+        self.delete_object(path, &key)
+    }
+
+    fn discard(&self, path: &str) -> Result<(), BackendError> {
+        // No HEAD first: a missing key is fine here, and DeleteObject says nothing of it.
+        let key = self.key("remove", path)?;
+        self.delete_object(path, &key)
+    }
+}
+
+impl S3Backend {
+    fn delete_object(&self, path: &str, key: &str) -> Result<(), BackendError> {
         let req = self
             .client
             .delete_object()
             .bucket(&self.cfg.bucket)
-            .key(&key)
+            .key(key)
             .send();
         self.run(self.cfg.read_timeout, "remove", path, req)?
             .map_err(|e| backend_error(&e, &self.scope(), "remove", path))?;

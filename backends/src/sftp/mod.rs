@@ -319,7 +319,6 @@ impl Backend for SftpBackend {
             is_local: false,
             can_delete: true,
             cost_class: "sftp",
-            requests_per_remove: 1,
         }
     }
 

@@ -34,9 +34,6 @@ pub struct Properties {
     pub can_delete: bool,
     /// Price class for the prune cost model ("local", "sftp", "s3", "b2").
     pub cost_class: &'static str,
-    /// Billed requests one `remove` makes (S3 looks before it deletes, to report a missing
-    /// file the way the other backends do), so prune's estimate counts them.
-    pub requests_per_remove: u8,
 }
 
 /// The kind of a backend failure: what the caller decides on.
@@ -299,6 +296,16 @@ pub trait Backend: Send + Sync {
     /// Remove a file.
     fn remove(&self, path: &str) -> Result<(), BackendError>;
 
+    /// Removes a file if it is there; one already gone is not an error. Prune deletes
+    /// this way: a backend that must look before it removes, to report a missing file
+    /// (S3's DeleteObject succeeds either way), saves that request here.
+    fn discard(&self, path: &str) -> Result<(), BackendError> {
+        match self.remove(path) {
+            Err(e) if e.kind == BackendErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
     /// Asks the backend to report every request it sends to its service to `meter`, and
     /// returns whether it will. A backend that returns `false` is counted as one request
     /// per call by the accounting decorator; one that returns `true` is not counted there
@@ -387,6 +394,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     }
     fn remove(&self, path: &str) -> Result<(), BackendError> {
         (**self).remove(path)
+    }
+    fn discard(&self, path: &str) -> Result<(), BackendError> {
+        (**self).discard(path)
     }
     fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
         (**self).meter_requests(meter)

@@ -71,10 +71,7 @@ pub struct PruneLock {
 }
 
 fn remove(b: &dyn Backend) -> Result<()> {
-    match b.remove(layout::PRUNE_LOCK) {
-        Err(e) if e.kind != BackendErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
-    }
+    Ok(b.discard(layout::PRUNE_LOCK)?)
 }
 
 impl PruneLock {

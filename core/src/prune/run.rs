@@ -36,18 +36,6 @@ pub struct PruneOptions {
     pub owner: LockOwner,
 }
 
-impl PruneOptions {
-    /// Billed requests per remove on `repo`'s backend (for the estimate).
-    fn remove_requests(repo: &Repository) -> u64 {
-        u64::from(
-            repo.backend_handle()
-                .properties()
-                .requests_per_remove
-                .max(1),
-        )
-    }
-}
-
 /// Hooks into a prune run; every method has a default.
 pub trait PruneHooks {
     /// Whether the prune that holds the lock has ended (it ran on this machine and its
@@ -121,8 +109,6 @@ pub struct PruneReport {
     pub bytes_after: Option<u64>,
     /// Prices used.
     pub price_profile: String,
-    /// Billed requests of one remove on this backend (S3 looks before it deletes).
-    pub requests_per_remove: u64,
     /// Plans or sweep records ignored because they failed to verify.
     pub warnings: Vec<String>,
 }
@@ -261,7 +247,6 @@ fn prune_locked(
 ) -> Result<PruneReport> {
     let mut r = PruneReport {
         price_profile: opts.price.name.clone(),
-        requests_per_remove: PruneOptions::remove_requests(repo),
         ..PruneReport::default()
     };
     let (open, top_gen, mut state) = pending(repo, &mut r.warnings)?;

@@ -200,10 +200,6 @@ impl Repository {
     /// Removes a file; one already gone counts as removed (a resumed prune deletes what a
     /// killed one may have deleted already).
     pub(crate) fn remove_path(&self, path: &str) -> Result<()> {
-        match self.backend.remove(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind == crate::backend::BackendErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.backend.discard(path)?)
     }
 }

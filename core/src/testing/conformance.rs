@@ -27,6 +27,7 @@ pub fn backend_conformance<B: Backend>(make: impl Fn() -> B) {
         ("stat_size", stat_size),
         ("list_recursive", list_recursive),
         ("remove", remove),
+        ("discard", discard),
         ("overwrite", overwrite),
         ("read_stream", read_stream),
         ("concurrent_writes", concurrent_writes),
@@ -304,6 +305,21 @@ fn remove<B: Backend>(b: &B) {
     assert_kind(b.remove("d/x"), BackendErrorKind::NotFound, "second remove");
     let left: Vec<String> = list_all(b, "d").into_keys().collect();
     assert_eq!(left, vec!["d/y".to_owned()], "list after remove");
+}
+
+fn discard<B: Backend>(b: &B) {
+    if !b.properties().can_delete {
+        return;
+    }
+    put(b, "d/x", b"gone soon");
+    ok(b.discard("d/x"), "discard d/x");
+    assert_kind(
+        b.stat("d/x"),
+        BackendErrorKind::NotFound,
+        "stat after discard",
+    );
+    ok(b.discard("d/x"), "discard of a file already gone");
+    ok(b.discard("d/never"), "discard of a file never there");
 }
 
 fn overwrite<B: Backend>(b: &B) {

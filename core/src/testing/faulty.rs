@@ -392,6 +392,11 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.inner.remove(path)
     }
 
+    fn discard(&self, path: &str) -> Result<(), BackendError> {
+        self.enter(Op::Remove, path)?;
+        self.inner.discard(path)
+    }
+
     fn meter_requests(&self, meter: Arc<dyn RequestMeter>) -> bool {
         self.inner.meter_requests(meter)
     }

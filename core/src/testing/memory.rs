@@ -97,7 +97,6 @@ impl Backend for InMemoryBackend {
             is_local: true,
             can_delete: true,
             cost_class: "local",
-            requests_per_remove: 1,
         }
     }
 

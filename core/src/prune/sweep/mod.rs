@@ -167,12 +167,6 @@ pub fn plan(
     let removes = (w.old_index.len() + w.old_markers.len() + w.old_state.len()) as u64;
     est.add_requests(RequestClass::Put, w.new_index_files + 1);
     est.add_requests(RequestClass::Delete, removes);
-    // Backends that look before they delete (S3) bill a HEAD per remove, packs included.
-    let deletes = est.requests.get("delete").copied().unwrap_or(0);
-    est.add_requests(
-        RequestClass::Head,
-        deletes * r.requests_per_remove.saturating_sub(1),
-    );
     est.price(&opts.price, census.total_bytes, &policy);
     r.rescued += cls.rescued;
     match &mut r.estimate {
