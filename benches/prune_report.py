@@ -115,7 +115,7 @@ for b in backends:
               f"{e.get('bytes_down', 0) / MB:.1f} MB down, {e.get('bytes_up', 0) / MB:.1f} MB up, "
               f"requests {json.dumps(e.get('requests'))}; ${e.get('cost_now', 0):.4f} now, "
               f"saves ${e.get('saved_per_month', 0):.4f}/month, payback "
-              f"{e.get('payback_days') if e.get('payback_days') is not None else '–'} days; "
+              f"{('%.1f' % e['payback_days']) if e.get('payback_days') is not None else '–'} days; "
               f"frees {e.get('bytes_freed', 0) / MB:.1f} MB.\n")
     if pr:
         m = pr.get("measured")
@@ -139,7 +139,7 @@ if bl:
         v = [float(x[col]) for x in bl if x["tool"] == tool and x["step"] == step and x["rc"] == "0"]
         return (statistics.median(v), len(v)) if v else (None, 0)
 
-    tools = [t for t in ("cairn", "restic", "borg") if any(x["tool"] == t for x in bl)]
+    tools = [t for t in ("cairn", "restic", "borg", "bupstash") if any(x["tool"] == t for x in bl)]
     print("| tool | wall s | peak RSS MiB | repository after MB | rounds ok |")
     print("|---|---:|---:|---:|---:|")
     res = {}

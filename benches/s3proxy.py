@@ -17,6 +17,7 @@ them. Those two requests are not forwarded and not counted.
 """
 import http.client
 import json
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
+    def setup(self):
+        super().setup()
+        # Without this, headers and body go out in two segments and Nagle plus the peer's
+        # delayed ACK add ~40 ms to every request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _stats(self, query):
         global STATS
         with LOCK:
@@ -94,12 +101,12 @@ class Handler(BaseHTTPRequestHandler):
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
         conn = http.client.HTTPConnection(UP_HOST, int(UP_PORT), timeout=600)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         for k, v in headers.items():
             conn.putheader(k, v)
-        conn.endheaders()
-        if body:
-            conn.send(body)
+        conn.endheaders(body if body else None)
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
@@ -114,9 +121,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", cl)
         else:
             self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
+        # Headers and body in one write.
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(data)
+            self._headers_buffer.append(data)
+        self.wfile.write(b"".join(self._headers_buffer))
+        self._headers_buffer = []
         cls = classify(self.command, u.path, u.query)
         with LOCK:
             STATS["requests"][cls] = STATS["requests"].get(cls, 0) + 1
