@@ -73,8 +73,8 @@ for b in backends:
     for t, step in (("cairn", "prune-instant"), ("restic", "prune")):
         p = row("A", b, t, step)
         f = row("A", b, t, "forget-keep-last-2")
-        if not p or not f:
-            continue
+        if not p or not f or p["rc"] != "0" or f["rc"] != "0":
+            continue  # failed: listed under "Failures"
         before, after = int(f["repo_bytes"]), int(p["repo_bytes"])
         d = detail(p["req_detail"])
         v = {"before": before, "after": after, "freed": before - after, "wall": float(p["wall_s"]),
