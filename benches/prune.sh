@@ -21,6 +21,8 @@
 #   ROUNDS      rounds of part B (default 3)
 #   PARTS       "A B" (default); BACKENDS "local s3" (default)
 #   PROXY_PORT  port of the counting proxy (default 8334)
+#   TOOLS_A     tools of part A (default "cairn restic")
+#   CAIRN_PRUNE_FLAGS  extra flags for cairn's prune in part A, e.g. "--max-unused 5%"
 #
 # Writes benches/results/prune-<ts>.{csv,md}.
 set -euo pipefail
@@ -33,6 +35,8 @@ ROUNDS=${ROUNDS:-3}
 PARTS=${PARTS-"A B"}
 BACKENDS=${BACKENDS-"local s3"}
 PROXY_PORT=${PROXY_PORT:-8334}
+TOOLS_A=${TOOLS_A:-"cairn restic"}
+read -r -a CAIRN_PRUNE_FLAGS <<<"${CAIRN_PRUNE_FLAGS:-}"
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 CSV=$HERE/results/prune-$TS.csv
 MD=$HERE/results/prune-$TS.md
@@ -243,7 +247,7 @@ for s in sorted(json.load(sys.stdin), key=lambda s: s["time"]): print(s["id"])')
 
 part_a() { # BACKEND
   local b=$1 t k
-  for t in cairn restic; do
+  for t in $TOOLS_A; do
     log "part A, $b, $t"
     rm -rf "$W/A-$t" "$W/A-$b-restic-cache" "$W/A-$b-cairn-cache"; mkdir -p "$W/A-$t"
     export CAIRN_CACHE_DIR="$W/A-$b-cairn-cache"
@@ -269,9 +273,9 @@ part_a() { # BACKEND
     measure A "$b" 1 "$t" forget-keep-last-2 -- "${CMD[@]}" forget --keep-last 2
     case $t in
       cairn)
-        measure A "$b" 1 cairn prune-dry-run -- "${CMD[@]}" --json prune --dry-run
+        measure A "$b" 1 cairn prune-dry-run -- "${CMD[@]}" --json prune --dry-run "${CAIRN_PRUNE_FLAGS[@]}"
         cp "$W/logs/A-$b-r1-cairn-prune-dry-run.log" "$HERE/results/prune-$TS-$b-cairn-dry-run.json"
-        measure A "$b" 1 cairn prune-instant -- "${CMD[@]}" --json prune --instant
+        measure A "$b" 1 cairn prune-instant -- "${CMD[@]}" --json prune --instant "${CAIRN_PRUNE_FLAGS[@]}"
         cp "$W/logs/A-$b-r1-cairn-prune-instant.log" "$HERE/results/prune-$TS-$b-cairn-prune.json"
         measure A "$b" 1 cairn check-read-data -- "${CMD[@]}" check --read-data
         ;;
@@ -356,6 +360,7 @@ prepare_gens
   echo "run $TS; $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); loadavg at start $(cut -d' ' -f1-3 /proc/loadavg); cache $CACHE_MODE"
   echo "cairn: $("$CAIRN" --version | head -n1); restic: $(restic version | head -n1); borg: $(borg --version)"
   echo "generations: $(cat "$W/gens/.complete")"
+  echo "part A tools: $TOOLS_A; extra cairn prune flags: ${CAIRN_PRUNE_FLAGS[*]:-none}"
 } >"$W/header.txt"
 for p in $PARTS; do
   case $p in
