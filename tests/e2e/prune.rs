@@ -181,6 +181,12 @@ fn dry_run_estimate_matches_what_the_server_received() {
         let (a, b) = (est[ek].as_u64().unwrap(), measured[mk].as_u64().unwrap());
         assert!(within(a, b), "{ek}: estimated {a}, moved {b}");
     }
+    let freed = real["bytes_before"].as_u64().unwrap() - real["bytes_after"].as_u64().unwrap();
+    let promised = est["bytes_freed"].as_u64().unwrap();
+    assert!(
+        within(promised, freed),
+        "freed: estimated {promised}, freed {freed}"
+    );
 }
 
 /// A backup that started before a plan keeps that plan's sweep waiting, and the waiting prune

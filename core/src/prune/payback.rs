@@ -34,6 +34,10 @@ impl Candidate {
     }
 }
 
+/// Bytes a new pack's sealed header and trailer take, on average (entries of ~1 MiB
+/// blobs; tree packs hold more, smaller entries).
+const NEW_PACK_HEADER: u64 = 4096;
+
 /// What to do with a candidate.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -310,7 +314,8 @@ pub fn totals(
             }
             Action::Repack { .. } => {
                 e.packs_repacked += 1;
-                e.bytes_freed += c.len - c.live_bytes;
+                // What the new packs take back is subtracted below, once they are sized.
+                e.bytes_freed += c.len;
                 e.bytes_down += c.download_bytes;
                 repack_live += c.live_bytes;
                 e.add_requests(RequestClass::Get, c.live_ranges);
@@ -327,10 +332,15 @@ pub fn totals(
             }
         }
     }
-    // New packs: about one per pack_target of copied bytes, plus their headers.
+    // New packs: full ones overshoot the target by about half an average blob before the
+    // writer closes them, then each is padded (Padmé) and gets its header.
     if repack_live > 0 {
-        let packs = repack_live.div_ceil(policy.pack_target);
-        e.bytes_up = repack_live + packs * 4096;
+        let full = policy.pack_target + (512 << 10);
+        let packs = repack_live.div_ceil(full);
+        let last = repack_live - (packs - 1) * full;
+        let padded = (packs - 1) * crate::pack::padme(full) + crate::pack::padme(last);
+        e.bytes_up = padded + packs * NEW_PACK_HEADER;
+        e.bytes_freed = e.bytes_freed.saturating_sub(e.bytes_up);
         e.add_requests(RequestClass::Put, packs);
     }
     e.price(price, stored, policy);
