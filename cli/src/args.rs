@@ -181,6 +181,11 @@ pub struct PruneTuning {
     /// (default: from the repository's backend).
     #[arg(long, value_name = "NAME")]
     pub price_profile: Option<String>,
+    /// Egress of this month already used by other downloads (restores, other buckets of the
+    /// account), e.g. 80G: prune prices its downloads after it. Set it high (1T) to plan as
+    /// if there were no free egress at all.
+    #[arg(long, value_name = "SIZE")]
+    pub egress_used: Option<String>,
     /// The bucket's lifecycle rule removes deleted (hidden) file versions, so a delete frees
     /// space (B2 through its S3 API only hides files: set "keep only the last version").
     #[arg(long)]

@@ -179,8 +179,13 @@ pub fn prune_open(
             down_rate,
             up_rate,
             pack_target: repo.config().pack_target,
-            // Filled in from the last sweep record.
-            egress_used: 0,
+            // The sweep adds this month's earlier prunes (from the last sweep record).
+            egress_used: a
+                .egress_used
+                .as_deref()
+                .map(parse_size)
+                .transpose()?
+                .unwrap_or(0),
         },
         price: price.clone(),
         owner: lock_owner(),

@@ -76,8 +76,9 @@ pub struct Policy {
     pub up_rate: f64,
     /// Size a repacked pack is filled to.
     pub pack_target: u64,
-    /// Bytes earlier prunes downloaded this calendar month (from the last sweep record):
-    /// they used that much of the month's free egress already.
+    /// Bytes of the month's free egress already used: by other downloads (restores, other
+    /// buckets of the account: the user says, `--egress-used`) plus, filled in by the sweep,
+    /// this month's earlier prunes (from the last sweep record).
     pub egress_used: u64,
 }
 

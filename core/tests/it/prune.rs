@@ -616,3 +616,23 @@ fn a_killed_backups_unadopted_packs_are_condemned_after_the_dead_session_limit_n
     assert_checks(&f.repo);
     assert_restores(&mut f.repo, &f.keep, f.src.path(), &f.files);
 }
+
+#[test]
+fn egress_already_used_elsewhere_makes_repacks_on_s3_wait() {
+    let mut f = fixture(Arc::new(InMemoryBackend::new()));
+    let clock = FakeClock::at(1_000 * HOUR);
+    let mut o = opts(true);
+    o.dry_run = true;
+    o.price = PriceProfile::builtin("s3-standard").unwrap();
+    o.policy.max_unused = None;
+    let free = prune(&mut f.repo, &o, &clock, &Quiet).unwrap();
+    o.policy.egress_used = 1 << 40;
+    let spent = prune(&mut f.repo, &o, &clock, &Quiet).unwrap();
+    let (a, b) = (free.estimate.unwrap(), spent.estimate.unwrap());
+    assert!(
+        a.packs_repacked > 0,
+        "free egress: repacks pay back at once: {a:?}"
+    );
+    assert_eq!(b.packs_repacked, 0, "at $0.09/GB they do not: {b:?}");
+    assert_eq!(a.packs_deleted, b.packs_deleted, "dead packs go either way");
+}

@@ -86,7 +86,8 @@ pub fn plan(
     let cls = classify(census, plan, now_ms);
     let cands: Vec<_> = cls.packs.iter().map(|t| t.cand.clone()).collect();
     let mut policy = opts.policy.clone();
-    policy.egress_used = state.egress_this_month(now_ms);
+    // What other downloads took (the user's --egress-used) plus this month's earlier prunes.
+    policy.egress_used = opts.policy.egress_used + state.egress_this_month(now_ms);
     let (mut actions, _) = payback::decide(&cands, &opts.price, census.total_bytes, &policy);
     for (t, a) in cls.packs.iter().zip(actions.iter_mut()) {
         if t.superseded {
