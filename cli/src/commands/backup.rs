@@ -118,11 +118,13 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
     let mut repo = open_or_create(ctx)?;
     // Blobs a pending prune plan condemned count as absent: this backup stores them again
     // rather than reuse what a Sweep may delete.
-    let (gen_seen, bad_plans) = repo.apply_plans()?;
-    for e in bad_plans {
+    // One read of the plans serves both.
+    let plans = repo.apply_plans()?;
+    for e in &plans.warnings {
         eprintln!("warning: ignored: {e}");
     }
-    let recovered = repo.recover_orphan_packs()?;
+    let recovered = repo.recover_orphan_packs(&plans)?;
+    let gen_seen = plans.newest_gen;
     if recovered > 0 && !ctx.global.quiet {
         eprintln!("indexed {recovered} packs left by an interrupted backup; their data is reused");
     }
@@ -217,7 +219,7 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
              suspended; backing up again to store them anew",
             id.short()
         );
-        gen_seen = repo.apply_plans()?.0;
+        gen_seen = repo.apply_plans()?.newest_gen;
         opts.parent = Some((id, out.snapshot));
     };
     meter.finish();

@@ -27,7 +27,6 @@ use crate::index::file::batches;
 use crate::index::{IndexFile, IndexPack};
 use crate::pack::PackKind;
 use crate::prune::lock::{LockOwner, PruneLock};
-use crate::prune::plan::Plan;
 use crate::repository::{HostFiles, Repository};
 
 /// How to repair the index.
@@ -116,8 +115,12 @@ fn repair_unlocked(repo: &Repository, opts: &IndexRepairOptions) -> Result<Index
         dry_run: opts.dry_run,
         ..IndexRepairReport::default()
     };
-    let (open, _, bad) = repo.open_plans()?;
-    r.warnings = bad.iter().map(|e| format!("ignored: {e}")).collect();
+    let open = repo.open_plans()?;
+    r.warnings = open
+        .warnings
+        .iter()
+        .map(|e| format!("ignored: {e}"))
+        .collect();
     let hosts = repo.list_all_hosts()?;
     let now = chrono::Utc::now().timestamp_millis();
     let mut plans: Vec<(Id16, Vec<IndexFile>, Vec<String>)> = Vec::new();
@@ -185,7 +188,7 @@ fn rebuild_host(
     host: Id16,
     files: &HostFiles,
     old: &OldIndex,
-    open: &[Plan],
+    open: &crate::repository::OpenPlans,
     r: &mut IndexRepairReport,
 ) -> Vec<IndexPack> {
     let pack_path = |name: &Id| layout::host_file(&host, HostDir::Packs, name);
@@ -193,7 +196,7 @@ fn rebuild_host(
     // (name, length, whether the listing saw it)
     let mut wanted = Vec::new();
     for (name, len) in &files.packs {
-        let condemned = open.iter().any(|p| p.pack(name).is_some());
+        let condemned = open.names_pack(name);
         if condemned && !old.packs.contains_key(name) {
             r.left_out.push(pack_path(name));
         } else {

@@ -30,6 +30,7 @@ pub use blobs::TreeCache;
 pub use hosts::HostFiles;
 pub use keys::{InitOptions, KeyInfo};
 pub use pack_stream::MERGE_GAP;
+pub use plans::OpenPlans;
 
 /// An open repository: config verified, keys unlocked.
 pub struct Repository {

@@ -65,16 +65,15 @@ impl Repository {
 
     /// Indexes this host's packs that no index file lists (left by a killed backup), so
     /// their blobs are reused instead of uploaded again. Returns how many were indexed;
-    /// unreadable packs are left for `check` to report.
-    pub fn recover_orphan_packs(&mut self) -> Result<usize> {
-        // A pack an open plan names is on its way out (a killed Sweep may already have
-        // dropped it from the index): adopting it would resurrect what Sweep removes.
-        let (open, _, _) = self.open_plans()?;
+    /// unreadable packs are left for `check` to report. A pack one of `open` names is on
+    /// its way out (a killed Sweep may already have dropped it from the index): adopting
+    /// it would resurrect what Sweep removes.
+    pub fn recover_orphan_packs(&mut self, open: &super::OpenPlans) -> Result<usize> {
         let orphans: Vec<(Id, u64)> = self
             .list_packs()?
             .into_iter()
             .filter(|(name, _)| !self.index.has_pack(name))
-            .filter(|(name, _)| !open.iter().any(|p| p.pack(name).is_some()))
+            .filter(|(name, _)| !open.names_pack(name))
             .collect();
         if orphans.is_empty() {
             return Ok(0);

@@ -16,6 +16,23 @@ use crate::session::SessionMarker;
 
 use super::files::Loaded;
 
+/// What a backup (or repair) needs of the prune plans, read once.
+pub struct OpenPlans {
+    /// Plans no sweep record closes yet.
+    pub plans: Vec<Plan>,
+    /// The newest generation of any plan or sweep record: what a session has seen.
+    pub newest_gen: u64,
+    /// Plans and sweep records ignored because they failed to verify.
+    pub warnings: Vec<Error>,
+}
+
+impl OpenPlans {
+    /// Whether an open plan names pack `name` (it is on its way out).
+    pub fn names_pack(&self, name: &Id) -> bool {
+        self.plans.iter().any(|p| p.pack(name).is_some())
+    }
+}
+
 /// Domain tags of the signed messages, so a plan signature can never pass as a sweep's.
 const PLAN_TAG: &[u8] = b"SIG1plan";
 const SWEEP_TAG: &[u8] = b"SIG1sweep";
@@ -136,7 +153,7 @@ impl Repository {
 
     /// The plans no sweep record closes yet, and the newest generation of any plan.
     /// Plans that fail to verify come back as warnings and are otherwise ignored.
-    pub fn open_plans(&self) -> Result<(Vec<Plan>, u64, Vec<Error>)> {
+    pub fn open_plans(&self) -> Result<OpenPlans> {
         let (plans, mut bad) = self.load_plans()?;
         let (sweeps, bad2) = self.load_sweep_records()?;
         bad.extend(bad2);
@@ -151,19 +168,22 @@ impl Repository {
             .filter(|(_, p)| !sweeps.iter().any(|(_, r)| r.gen == p.gen))
             .map(|(_, p)| p)
             .collect();
-        Ok((open, top, bad))
+        Ok(OpenPlans {
+            plans: open,
+            newest_gen: top,
+            warnings: bad,
+        })
     }
 
     /// Treats every blob copy an open plan condemns as absent (a backup must not reuse what
-    /// a Sweep may delete). Returns the newest plan generation seen and the warnings of
-    /// plans that failed to verify.
-    pub fn apply_plans(&mut self) -> Result<(u64, Vec<Error>)> {
-        let (open, top, bad) = self.open_plans()?;
-        if !open.is_empty() {
+    /// a Sweep may delete). Returns the plans, for [`Repository::recover_orphan_packs`].
+    pub fn apply_plans(&mut self) -> Result<OpenPlans> {
+        let open = self.open_plans()?;
+        if !open.plans.is_empty() {
             self.index
-                .drop_condemned(|pack, id| open.iter().any(|p| p.condemns(pack, id)));
+                .drop_condemned(|pack, id| open.plans.iter().any(|p| p.condemns(pack, id)));
         }
-        Ok((top, bad))
+        Ok(open)
     }
 
     /// Writes a session marker of this host; returns its name.

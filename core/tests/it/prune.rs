@@ -220,7 +220,7 @@ fn a_backup_running_across_mark_and_sweep_blocks_the_sweep_and_its_snapshot_rest
     let clock = FakeClock::at(1_000 * HOUR);
     // The backup starts before Mark: it has seen no plan and may reuse what Mark condemns.
     f.repo.load_index().unwrap();
-    let (gen_seen, _) = f.repo.apply_plans().unwrap();
+    let gen_seen = f.repo.apply_plans().unwrap().newest_gen;
     let mut admin = f.repo.as_host(f.repo.host_id());
     let new_files = f.files.clone();
     // The old tree comes back: everything Mark condemns is reused by this backup.
@@ -487,7 +487,7 @@ fn a_backup_suspended_past_a_sweep_finds_out_and_stores_the_swept_blobs_again() 
     let mut f = fixture(Arc::new(InMemoryBackend::new()));
     let clock = FakeClock::at(1_000 * HOUR);
     f.repo.load_index().unwrap();
-    let (gen_seen, _) = f.repo.apply_plans().unwrap();
+    let gen_seen = f.repo.apply_plans().unwrap().newest_gen;
     let mut admin = f.repo.as_host(f.repo.host_id());
     let revived = f.src_old.path().to_path_buf();
     let (id, broken) = with_session(&f.repo, &clock, gen_seen, Duration::from_secs(3600), || {
@@ -505,7 +505,7 @@ fn a_backup_suspended_past_a_sweep_finds_out_and_stores_the_swept_blobs_again() 
     assert!(missing > 0, "I3: the commit check sees the swept blobs");
     // What `cairn backup` then does: again, with the fresh index and the broken snapshot
     // as parent (whose swept trees cannot serve as a parent here: everything is read).
-    let (gen_seen, _) = f.repo.apply_plans().unwrap();
+    let gen_seen = f.repo.apply_plans().unwrap().newest_gen;
     let mut o = backup_opts(vec![revived.clone()]);
     o.time_ns = 4;
     o.parent = Some((id, broken));
@@ -531,7 +531,7 @@ fn a_host_clock_hours_off_the_admins_does_not_let_a_sweep_past_its_backup() {
         let admin_clock = FakeClock::at(1_000 * HOUR);
         let host_clock = FakeClock::at(1_000 * HOUR + skew_h * HOUR);
         f.repo.load_index().unwrap();
-        let (gen_seen, _) = f.repo.apply_plans().unwrap();
+        let gen_seen = f.repo.apply_plans().unwrap().newest_gen;
         let mut admin = f.repo.as_host(f.repo.host_id());
         with_session(
             &f.repo,
@@ -604,8 +604,9 @@ fn a_killed_backups_unadopted_packs_are_condemned_after_the_dead_session_limit_n
     // Condemned now: a backup of the host does not adopt them.
     let mut host = f.repo.as_host(f.repo.host_id());
     host.load_index().unwrap();
+    let plans = host.apply_plans().unwrap();
     assert_eq!(
-        host.recover_orphan_packs().unwrap(),
+        host.recover_orphan_packs(&plans).unwrap(),
         0,
         "never both adopted and condemned"
     );
