@@ -10,7 +10,7 @@ use crate::servers::{runner, Remote};
 use crate::support::{assert_same, bytes, s, Cairn, Fixture};
 
 /// A runner whose repository URL goes through a fresh proxy to the real server.
-fn via_proxy(remote: Remote, dir: &Path) -> Option<(Cairn, Proxy)> {
+pub(crate) fn via_proxy(remote: Remote, dir: &Path) -> Option<(Cairn, Proxy)> {
     let (mut c, _) = runner(remote, dir)?;
     let url = c.repo.clone()?.to_str()?.to_owned();
     let at = url.find("127.0.0.1:")? + "127.0.0.1:".len();
@@ -42,7 +42,7 @@ fn via_proxy(remote: Remote, dir: &Path) -> Option<(Cairn, Proxy)> {
     Some((c, proxy))
 }
 
-fn with_retries(c: &Cairn, attempts: u32, max_wait: f64) -> Cairn {
+pub(crate) fn with_retries(c: &Cairn, attempts: u32, max_wait: f64) -> Cairn {
     let mut c = c.clone();
     for o in [
         format!("retry.attempts={attempts}"),

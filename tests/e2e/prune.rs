@@ -353,3 +353,72 @@ fn prune_on_a_full_spool_disk_stops_cleanly_and_the_next_finishes() {
     check_read_data(&f);
     restores_latest_two(&f, &src, &copies);
 }
+
+/// The network to the real server drops while prune repacks: a long outage makes it give up
+/// after its retries with the repository intact, the next prune finishes, and a short
+/// outage is ridden out.
+fn network_drops_mid_repack(remote: Remote) {
+    use crate::faults::{via_proxy, with_retries};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some((c, proxy)) = via_proxy(remote, dir.path()) else {
+        return;
+    };
+    c.init();
+    let f = Fixture {
+        dir,
+        cairn: c,
+        local_repo: None,
+    };
+    let (src, copies) = generations(&f);
+    f.cairn.json(&["forget", "--keep-last", "2"]);
+    let prune = ["prune", "--instant", "--max-unused", "0%"];
+
+    // A long outage once the new packs start going up: retries give up, nothing is lost.
+    let before = proxy.upstream_bytes();
+    let child = with_retries(&f.cairn, 3, 0.2)
+        .command(&prune)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.wait_upstream(before + (2 << 20), Duration::from_secs(120));
+    proxy.set_down(true);
+    let out = child.wait_with_output().unwrap();
+    proxy.set_down(false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("retrying"),
+        "no retry was reported: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let check = f.cairn.run(&["check"]);
+    assert_eq!(check.code, 0, "{check:#?}");
+    restores_latest_two(&f, &src, &copies);
+
+    // The next prune, with a short outage mid-upload, rides it out and finishes.
+    let before = proxy.upstream_bytes();
+    let child = with_retries(&f.cairn, 20, 0.5)
+        .command(&prune)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy.wait_upstream(before + (2 << 20), Duration::from_secs(120));
+    proxy.set_down(true);
+    std::thread::sleep(Duration::from_millis(800));
+    proxy.set_down(false);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    check_read_data(&f);
+    restores_latest_two(&f, &src, &copies);
+    let again = f.cairn.json(&prune);
+    assert_eq!(again["phases"], serde_json::json!(["clean"]), "{again}");
+}
+
+crate::on_backend!(Sftp => sftp_network; network_drops_mid_repack);
+crate::on_backend!(S3 => s3_network; network_drops_mid_repack);
