@@ -166,6 +166,11 @@ fn pending(repo: &Repository, warnings: &mut Vec<String>) -> Result<Pending> {
     Ok((open, top.max(top_swept), state))
 }
 
+/// Stored bytes of every listed pack.
+fn pack_bytes(hosts: &std::collections::BTreeMap<Id16, crate::repository::HostFiles>) -> u64 {
+    hosts.values().flat_map(|h| &h.packs).map(|p| p.1).sum()
+}
+
 /// A session: its host, newest marker, that marker's name, and all its markers' names.
 pub type Session = (Id16, SessionMarker, Id, Vec<Id>);
 
@@ -250,9 +255,23 @@ fn prune_locked(
         ..PruneReport::default()
     };
     let (open, top_gen, mut state) = pending(repo, &mut r.warnings)?;
+    let now = clock.now_ms();
+    if let Some((_, plan)) = open.as_ref().filter(|_| !opts.dry_run && !opts.instant) {
+        // The grace period is the admin's policy at sweep time: a cron job with the default
+        // may sweep a plan marked by hand with a longer one, and `--grace` overrides.
+        let due = plan.published_ms + opts.grace_ms as i64;
+        if now < due {
+            // Most daily runs end here: say so without reading every tree.
+            r.phases.push("waiting");
+            r.plan_gen = Some(plan.gen);
+            r.condemned_blobs = plan.packs.iter().map(|p| p.ids.len() as u64).sum();
+            r.sweep_due_ms = Some(due);
+            r.bytes_before = pack_bytes(&repo.list_all_hosts()?);
+            return Ok(r);
+        }
+    }
     let mut census = Census::take(repo)?;
     r.bytes_before = census.total_bytes;
-    let now = clock.now_ms();
     if opts.dry_run {
         r.phases.push("dry-run");
         // The plan pending, or the one Mark would publish now, swept now.
@@ -291,16 +310,8 @@ fn prune_locked(
     }
     let mut next_gen = top_gen + 1;
     if let Some((plan_name, plan)) = open {
-        // The grace period is the admin's policy at sweep time: a cron job with the default
-        // may sweep a plan marked by hand with a longer one, and `--grace` overrides.
-        let due = plan.published_ms + opts.grace_ms as i64;
         r.plan_gen = Some(plan.gen);
         r.condemned_blobs = plan.packs.iter().map(|p| p.ids.len() as u64).sum();
-        if now < due && !opts.instant {
-            r.phases.push("waiting");
-            r.sweep_due_ms = Some(due);
-            return Ok(r);
-        }
         let blocked = blocking(
             &census,
             &all_sessions,
@@ -355,12 +366,6 @@ fn prune_locked(
     } else {
         r.sweep_due_ms = Some(plan.published_ms + grace as i64);
     }
-    r.bytes_after = Some(
-        repo.list_all_hosts()?
-            .values()
-            .flat_map(|h| &h.packs)
-            .map(|p| p.1)
-            .sum(),
-    );
+    r.bytes_after = Some(pack_bytes(&repo.list_all_hosts()?));
     Ok(r)
 }

@@ -640,3 +640,19 @@ fn egress_already_used_elsewhere_makes_repacks_on_s3_wait() {
     }
     assert_eq!(a.packs_deleted, b.packs_deleted, "dead packs go either way");
 }
+
+#[test]
+fn a_run_within_the_grace_period_reads_no_tree() {
+    let faulty = Arc::new(FaultyBackend::new(InMemoryBackend::new()));
+    let mut f = fixture(faulty.clone());
+    let clock = FakeClock::at(1_000 * HOUR);
+    assert_eq!(run(&mut f.repo, &clock, &opts(false)).phases, ["mark"]);
+    let reads = || faulty.calls(Op::Read) + faulty.calls(Op::ReadStream);
+    let before = reads();
+    clock.advance(HOUR);
+    let r = run(&mut f.repo, &clock, &opts(false));
+    assert_eq!(r.phases, ["waiting"]);
+    assert!(r.bytes_before > 0);
+    // The plan file is all it reads (config and keys were read at open).
+    assert_eq!(reads() - before, 1, "a waiting run reads only the plan");
+}
