@@ -70,7 +70,15 @@ pub fn decode(c: &[u8], max_len: usize) -> Result<Vec<u8>, &'static str> {
                 *d = zstd::bulk::Decompressor::new().ok();
             }
             let z = d.as_mut().ok_or("no zstd context")?;
-            z.decompress(body, max_len)
+            // The output buffer is allocated at full capacity up front: size it by the
+            // frame's declared length (zstd refuses a frame whose output differs from it),
+            // not by the bound, which for sealed files is many times any real one.
+            let cap = match zstd::zstd_safe::get_frame_content_size(body) {
+                Ok(Some(n)) if n <= max_len as u64 => n as usize,
+                Ok(Some(_)) => return Err("zstd frame longer than expected"),
+                _ => max_len,
+            };
+            z.decompress(body, cap)
                 .map_err(|_| "zstd frame invalid or longer than expected")
         }),
         _ => Err("unknown codec byte"),
