@@ -4,8 +4,19 @@
 //! names are the unkeyed BLAKE3 of the file's bytes, so anyone can check a file with `b3sum`.
 //! `Display` is the full hex; [`Id::short`] is the explicit 8-character form.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+
+/// Hashing for maps keyed by ids. Ids are already uniform (BLAKE3 or keyed BLAKE3), so
+/// SipHash's cost buys nothing but time in prune's census and plans, which hash every
+/// blob id several times; foldhash is several times faster and still seeded per process,
+/// so file names a hostile server lists cannot be chosen to collide.
+pub type IdHasher = foldhash::fast::RandomState;
+/// A map keyed by ids.
+pub type IdMap<V> = HashMap<Id, V, IdHasher>;
+/// A set of ids.
+pub type IdSet = HashSet<Id, IdHasher>;
 
 /// A 32-byte id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -1,15 +1,13 @@
 //! Mark: which stored blobs no snapshot references, published as a signed plan.
 
-use std::collections::HashMap;
-
 use super::census::Census;
 use super::plan::{CondemnedPack, Plan, UnindexedPack};
 use crate::error::Result;
-use crate::id::Id;
+use crate::id::{Id, IdMap};
 use crate::repository::Repository;
 
 /// Live bytes per indexed pack (every live copy counts).
-fn live_bytes(census: &Census) -> HashMap<Id, u64> {
+fn live_bytes(census: &Census) -> IdMap<u64> {
     census
         .packs
         .iter()
@@ -17,7 +15,7 @@ fn live_bytes(census: &Census) -> HashMap<Id, u64> {
             let live = p
                 .entries
                 .iter()
-                .filter(|e| census.live.contains(&e.id))
+                .filter(|e| census.is_live(&e.id))
                 .map(|e| u64::from(e.slen))
                 .sum();
             (*name, live)
@@ -30,16 +28,16 @@ fn live_bytes(census: &Census) -> HashMap<Id, u64> {
 /// pack with the most live bytes, so repacking has the least to copy).
 pub fn condemn(census: &Census) -> Vec<CondemnedPack> {
     let live = live_bytes(census);
-    let mut keeper: HashMap<Id, Id> = HashMap::new();
-    for (id, packs) in census.copies() {
-        if packs.len() > 1 && census.live.contains(&id) {
+    let mut keeper: IdMap<Id> = IdMap::default();
+    for (id, packs) in census.copies.duplicated() {
+        if census.is_live(id) {
             let best = packs
                 .iter()
                 .filter(|p| census.packs.get(*p).is_some_and(|x| x.present))
                 .max_by_key(|p| (live.get(*p).copied().unwrap_or(0), **p))
                 .copied();
             if let Some(b) = best {
-                keeper.insert(id, b);
+                keeper.insert(*id, b);
             }
         }
     }
@@ -51,9 +49,7 @@ pub fn condemn(census: &Census) -> Vec<CondemnedPack> {
             let mut ids: Vec<Id> = p
                 .entries
                 .iter()
-                .filter(|e| {
-                    !census.live.contains(&e.id) || keeper.get(&e.id).is_some_and(|k| k != name)
-                })
+                .filter(|e| !census.is_live(&e.id) || keeper.get(&e.id).is_some_and(|k| k != name))
                 .map(|e| e.id)
                 .collect();
             ids.sort_unstable();

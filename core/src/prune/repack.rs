@@ -2,8 +2,6 @@
 //! re-encryption: each blob is sealed on its own) into new packs of the same host and
 //! kind, authenticated on the way, and only ranges holding used blobs are downloaded.
 
-use std::collections::HashMap;
-
 use super::census::Census;
 use crate::backend::layout::{self, HostDir};
 use crate::backend::WriteBody;
@@ -11,23 +9,25 @@ use crate::crypto::blob::BlobType;
 use crate::crypto::keys::HostKeys;
 use crate::crypto::sealed::FileType;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, IdSet};
 use crate::index::master::PackRef;
 use crate::index::{BlobLocation, IndexPack};
-use crate::pack::writer::PackWriter;
+use crate::pack::writer::{FinishedPack, PackWriter};
 use crate::pack::{PackEntry, PackKind};
 use crate::repository::Repository;
 
 /// One pack to repack: its name and the entries to keep.
-pub struct Job {
+pub struct Job<'a> {
     /// Host prefix.
     pub host: Id16,
     /// Pack name.
     pub name: Id,
     /// Its kind.
     pub kind: PackKind,
-    /// Entries to copy.
-    pub keep: Vec<PackEntry>,
+    /// Positions in `entries` of the entries to copy.
+    pub keep: &'a [u32],
+    /// The pack's entries, as its index lists them.
+    pub entries: &'a [PackEntry],
 }
 
 /// Checks a blob's stored bytes before they go into a new pack.
@@ -35,7 +35,7 @@ fn authenticate(
     repo: &Repository,
     keys: &HostKeys,
     census: &Census,
-    job: &Job,
+    job: &Job<'_>,
     e: &PackEntry,
     stored: &[u8],
 ) -> Result<()> {
@@ -51,11 +51,24 @@ fn authenticate(
             Some(cid) if Id::of_bytes(stored) == cid => Ok(()),
             _ => Err(damaged("cid")),
         },
+        // The census authenticated these very bytes and kept their hash (another stored
+        // copy of the tree hashes differently and is opened below).
+        BlobType::Tree
+            if census
+                .tree_cids
+                .get(&e.id)
+                .is_some_and(|cid| Id::of_bytes(stored) == *cid) =>
+        {
+            Ok(())
+        }
+        BlobType::PrivateData => match census.private_ck(&e.id) {
+            Some(ck) => repo
+                .verify_private_blob_as(keys, &e.id, ck, stored)
+                .map_err(damaged),
+            None => Err(damaged("content key")),
+        },
         btype => {
-            let ck = census.private_cks.get(&e.id);
-            if btype == BlobType::PrivateData && ck.is_none() {
-                return Err(damaged("content key"));
-            }
+            let ck = None;
             let pack = PackRef {
                 host: job.host,
                 name: job.name,
@@ -81,7 +94,7 @@ pub fn repack(
     census: &Census,
     host: Id16,
     kind: PackKind,
-    jobs: &[Job],
+    jobs: &[Job<'_>],
     progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<IndexPack>> {
     let keys = repo.host_keys_of(host);
@@ -97,35 +110,53 @@ pub fn repack(
         PackWriter::new(kind, repo.spool_dir())
             .map_err(|e| Error::io("create pack spool in", repo.spool_dir(), e))
     };
-    let finish = |w: PackWriter, out: &mut Vec<IndexPack>| -> Result<()> {
-        let p = w
-            .finish(
-                |plain| repo.seal_file_as(&keys, ftype, plain),
-                |sealed| {
-                    repo.open_file_as(&keys, ftype, Some(host), "new pack header", sealed)
-                        .map_err(|e| e.to_string())
-                },
-            )
-            .map_err(|e| Error::io("finish pack in", repo.spool_dir(), e))?;
+    let seal = |w: PackWriter| -> Result<FinishedPack> {
+        w.finish(
+            |plain| repo.seal_file_as(&keys, ftype, plain),
+            |sealed| {
+                repo.open_file_as(&keys, ftype, Some(host), "new pack header", sealed)
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .map_err(|e| Error::io("finish pack in", repo.spool_dir(), e))
+    };
+    let upload = |p: FinishedPack, out: &mut Vec<IndexPack>| -> Result<()> {
         let path = layout::host_file(&host, HostDir::Packs, &p.name);
         let body = WriteBody::File {
             path: p.path.to_path_buf(),
             len: p.len,
         };
         repo.backend_write(&path, &body)?;
+        let mut entries = p.entries;
+        // Kept until the index is written, for every new pack: no growth slack.
+        entries.shrink_to_fit();
         out.push(IndexPack {
             name: p.name,
             len: p.len,
             kind,
-            entries: p.entries,
+            entries,
         });
         Ok(())
     };
-    let mut copied: HashMap<Id, ()> = HashMap::new();
+    // Packs filled while a read runs wait for it to end before they go up: a read holds a
+    // backend connection, and an upload from inside it would need a second one, which
+    // other repacks running at the same time may hold.
+    let mut sealed: Vec<FinishedPack> = Vec::new();
+    let mut copied = IdSet::default();
     for job in jobs {
-        repo.stream_pack_blobs(host, &job.name, &job.keep, &mut |e, stored| {
-            if copied.insert(e.id, ()).is_some() {
-                return Ok(()); // the same blob kept from two packs: one copy is enough
+        let keep: Vec<PackEntry> = job
+            .keep
+            .iter()
+            .filter_map(|&i| job.entries.get(i as usize).copied())
+            .collect();
+        // Sequential on purpose: this runs inside the backend's read, which may hold a
+        // connection, and a nested rayon call could take up another repack's work that
+        // waits for one. Hosts and kinds run in parallel instead (see `sweep::execute`).
+        repo.stream_pack_blobs(host, &job.name, &keep, &mut |e, stored| {
+            // The same blob kept from two packs: one copy is enough (only blobs stored
+            // twice can be, so only those are remembered).
+            if census.duplicated(&e.id) && !copied.insert(e.id) {
+                return Ok(());
             }
             authenticate(repo, &keys, census, job, e, stored)?;
             let w = match writer.as_mut() {
@@ -137,15 +168,18 @@ pub fn repack(
             progress(u64::from(e.slen));
             if w.size() >= target {
                 if let Some(full) = writer.take() {
-                    finish(full, &mut out)?;
+                    sealed.push(seal(full)?);
                 }
             }
             Ok(())
         })?;
+        for p in sealed.drain(..) {
+            upload(p, &mut out)?;
+        }
     }
     if let Some(w) = writer.take() {
         if !w.is_empty() {
-            finish(w, &mut out)?;
+            upload(seal(w)?, &mut out)?;
         }
     }
     Ok(out)

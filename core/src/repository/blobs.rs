@@ -99,6 +99,19 @@ impl Repository {
         }
     }
 
+    /// Authenticates the stored bytes of a private data blob written by `host` without
+    /// decompressing them (see [`blob::verify`]): what a repack, which copies them as they
+    /// are, needs.
+    pub fn verify_private_blob_as(
+        &self,
+        host: &HostKeys,
+        id: &Id,
+        ck: &[u8; 32],
+        stored: &[u8],
+    ) -> std::result::Result<(), &'static str> {
+        blob::verify(ck, &self.aad(host, BlobType::PrivateData, id), stored)
+    }
+
     /// Opens stored bytes of a blob and checks that the plaintext is what its key promises.
     /// `ck` is the content key from the tree (data) or `None` for trees (derived from the id).
     pub fn open_blob(
@@ -172,6 +185,18 @@ impl Repository {
         id: &Id,
         ck: Option<&[u8; 32]>,
     ) -> Result<Vec<u8>> {
+        self.load_blob_stored_as(host, btype, id, ck)
+            .map(|(plain, _)| plain)
+    }
+
+    /// [`Self::load_blob_as`], also returning the stored bytes the plaintext came from.
+    fn load_blob_stored_as(
+        &self,
+        host: &HostKeys,
+        btype: BlobType,
+        id: &Id,
+        ck: Option<&[u8; 32]>,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let loc = self.index.lookup(id).ok_or_else(|| Error::NotFound {
             what: "blob",
             name: id.to_hex(),
@@ -181,13 +206,14 @@ impl Repository {
         if let (BlobType::Tree, Some(cache)) = (btype, &self.cache) {
             let stored = cache.read_range(&*self.backend, &path, &loc.pack.name, range.clone())?;
             match self.open_blob_as(host, btype, id, ck, &loc, &stored) {
-                Ok(p) => return Ok(p),
+                Ok(p) => return Ok((p, stored)),
                 // A damaged cached copy: drop it and ask the repository itself.
                 Err(_) => cache.forget(&path),
             }
         }
         let stored = self.backend.read(&path, Some(range))?;
-        self.open_blob_as(host, btype, id, ck, &loc, &stored)
+        let plain = self.open_blob_as(host, btype, id, ck, &loc, &stored)?;
+        Ok((plain, stored))
     }
 
     /// Loads and decodes a tree.
@@ -199,6 +225,16 @@ impl Repository {
     pub fn load_tree_as(&self, host: &HostKeys, tid: &Id) -> Result<Tree> {
         let plain = self.load_blob_as(host, BlobType::Tree, tid, None)?;
         Tree::decode(&plain).map_err(|e| Error::corrupt("tree", tid.to_hex(), e.to_string()))
+    }
+
+    /// [`Self::load_tree_as`], also returning the BLAKE3 of the stored bytes it came from,
+    /// now authenticated: bytes read again later (a repack) that hash the same are the
+    /// same authentic bytes, with no second decryption and decompression.
+    pub fn load_tree_and_cid_as(&self, host: &HostKeys, tid: &Id) -> Result<(Tree, Id)> {
+        let (plain, stored) = self.load_blob_stored_as(host, BlobType::Tree, tid, None)?;
+        let tree = Tree::decode(&plain)
+            .map_err(|e| Error::corrupt("tree", tid.to_hex(), e.to_string()))?;
+        Ok((tree, Id::of_bytes(&stored)))
     }
 }
 

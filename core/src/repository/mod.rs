@@ -65,6 +65,11 @@ impl Repository {
         &self.backend
     }
 
+    /// How many requests the backend carries at once.
+    pub fn max_connections(&self) -> usize {
+        self.backend.properties().max_connections
+    }
+
     /// Host id this key writes as.
     pub fn host_id(&self) -> Id16 {
         self.host.host_id

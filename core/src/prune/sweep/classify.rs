@@ -1,9 +1,9 @@
 //! Which packs a plan touches now, and what must survive in each: the classification
 //! Mark's plan gets against a fresh census.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, IdMap, IdSet};
 use crate::pack::{PackEntry, PackKind};
 use crate::prune::census::Census;
 use crate::prune::payback::{Action, Candidate};
@@ -17,8 +17,10 @@ pub struct Touched {
     pub cand: Candidate,
     /// Its kind.
     pub kind: PackKind,
-    /// Entries that must survive (copied when repacking).
-    pub keep: Vec<PackEntry>,
+    /// Positions (in the census's entries of the pack) of the entries that must survive,
+    /// copied when repacking: positions, not copies, so a sweep over a large repository
+    /// does not hold a second copy of most of its index.
+    pub keep: Vec<u32>,
     /// Whether it can be repacked (every kept blob can be authenticated).
     pub repackable: bool,
     /// No index lists it any more: a killed sweep already wrote the index without it, so
@@ -36,9 +38,8 @@ pub struct Classified {
 
 /// The ranged reads that fetch `entries`: how many, and how many bytes they move (the
 /// gaps merged into a read are downloaded too).
-fn ranges(entries: &[PackEntry]) -> (u64, u64) {
+fn ranges<'a>(entries: impl Iterator<Item = &'a PackEntry>) -> (u64, u64) {
     let mut offs: Vec<(u64, u64)> = entries
-        .iter()
         .map(|e| (e.offset, e.offset + u64::from(e.slen)))
         .collect();
     offs.sort_unstable();
@@ -62,38 +63,34 @@ fn ranges(entries: &[PackEntry]) -> (u64, u64) {
 /// snapshot references it now, or another copy of the blob survives in a pack the plan does
 /// not touch (a pack written since Mark, such as a repack of a killed sweep).
 pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
-    let copies = census.copies();
+    let copies = &census.copies;
     let untouched =
         |p: &Id| plan.pack(p).is_none() && census.packs.get(p).is_some_and(|x| x.present);
-    let mut rescued: HashSet<Id> = HashSet::new();
+    let mut rescued = IdSet::default();
     let mut packs = Vec::new();
     // For a live blob whose every copy the plan condemned, one copy must stay: the one in
     // the pack with the greatest name, a choice every re-run of the sweep repeats.
-    let mut survivor: HashMap<Id, Id> = HashMap::new();
+    let mut survivor: IdMap<Id> = IdMap::default();
     for cp in &plan.packs {
         let Some(p) = census.packs.get(&cp.name) else {
             continue;
         };
         for e in &p.entries {
-            if !census.live.contains(&e.id) {
+            if !census.is_live(&e.id) {
                 continue;
             }
-            let all_condemned = copies.get(&e.id).is_none_or(|c| {
-                !c.iter().any(|q| {
-                    census.packs.get(q).is_some_and(|x| x.present)
-                        && plan
-                            .pack(q)
-                            .is_none_or(|x| x.ids.binary_search(&e.id).is_err())
-                })
+            let all_condemned = !copies.of_blob(&e.id, &cp.name).iter().any(|q| {
+                census.packs.get(q).is_some_and(|x| x.present)
+                    && plan
+                        .pack(q)
+                        .is_none_or(|x| x.ids.binary_search(&e.id).is_err())
             });
             if all_condemned {
                 let best = copies
-                    .get(&e.id)
-                    .and_then(|c| {
-                        c.iter()
-                            .filter(|q| census.packs.get(*q).is_some_and(|x| x.present))
-                            .max()
-                    })
+                    .of_blob(&e.id, &cp.name)
+                    .iter()
+                    .filter(|q| census.packs.get(*q).is_some_and(|x| x.present))
+                    .max()
                     .copied()
                     .unwrap_or(cp.name);
                 survivor.insert(e.id, best);
@@ -131,13 +128,15 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
         if !p.present {
             continue;
         }
-        let keep: Vec<PackEntry> = p
+        let keep: Vec<u32> = p
             .entries
             .iter()
-            .filter(|e| {
+            .enumerate()
+            .filter(|(_, e)| {
                 let safe_elsewhere = copies
-                    .get(&e.id)
-                    .is_some_and(|c| c.iter().any(|q| *q != cp.name && untouched(q)));
+                    .of_blob(&e.id, &cp.name)
+                    .iter()
+                    .any(|q| *q != cp.name && untouched(q));
                 let condemned = cp.ids.binary_search(&e.id).is_ok();
                 let goes = if survivor.get(&e.id) == Some(&cp.name) {
                     false
@@ -146,21 +145,21 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
                 };
                 !goes
             })
-            .cloned()
+            .map(|(i, _)| i as u32)
             .collect();
         if keep.len() == p.entries.len() {
             continue; // everything it holds is used again
         }
-        let repackable = keep
-            .iter()
-            .all(|e| p.kind != PackKind::Private || census.private_cks.contains_key(&e.id));
-        let (live_ranges, download_bytes) = ranges(&keep);
+        let kept = || keep.iter().map(|&i| &p.entries[i as usize]);
+        let repackable =
+            kept().all(|e| p.kind != PackKind::Private || census.private_ck(&e.id).is_some());
+        let (live_ranges, download_bytes) = ranges(kept());
         packs.push(Touched {
             cand: Candidate {
                 host: p.host,
                 name: cp.name,
                 len: p.len,
-                live_bytes: keep.iter().map(|e| u64::from(e.slen)).sum(),
+                live_bytes: kept().map(|e| u64::from(e.slen)).sum(),
                 live_ranges,
                 download_bytes,
                 age_days: (now_ms - p.indexed_ms).max(0) as f64 / 86_400_000.0,
@@ -178,9 +177,16 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
 }
 
 /// Repack jobs grouped by (host, kind), from the packs the cost model chose.
-pub fn jobs(touched: &[Touched], actions: &[Action]) -> BTreeMap<(Id16, u8), Vec<Job>> {
-    let mut out: BTreeMap<(Id16, u8), Vec<Job>> = BTreeMap::new();
+pub fn jobs<'a>(
+    census: &'a Census,
+    touched: &'a [Touched],
+    actions: &[Action],
+) -> BTreeMap<(Id16, u8), Vec<Job<'a>>> {
+    let mut out: BTreeMap<(Id16, u8), Vec<Job<'a>>> = BTreeMap::new();
     for (t, a) in touched.iter().zip(actions) {
+        let Some(p) = census.packs.get(&t.cand.name) else {
+            continue;
+        };
         if matches!(a, Action::Repack { .. }) {
             out.entry((t.cand.host, t.kind as u8))
                 .or_default()
@@ -188,7 +194,8 @@ pub fn jobs(touched: &[Touched], actions: &[Action]) -> BTreeMap<(Id16, u8), Vec
                     host: t.cand.host,
                     name: t.cand.name,
                     kind: t.kind,
-                    keep: t.keep.clone(),
+                    keep: &t.keep,
+                    entries: &p.entries,
                 });
         }
     }

@@ -8,19 +8,22 @@
 mod classify;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 pub use classify::{classify, jobs, Classified, Touched};
 
-use super::census::Census;
+use super::census::{Census, IndexedPack};
 use super::payback::{self, Action};
 use super::plan::{Plan, SweepRecord};
 use super::repack;
 use super::run::{PackDecision, PruneOptions, PruneReport, Session, StateFiles};
 use crate::backend::layout::{self, HostDir};
 use crate::cost::RequestClass;
-use crate::error::Result;
+use crate::crypto::keys::HostKeys;
+use crate::error::{Error, Result};
 use crate::id::{Id, Id16};
-use crate::index::file::{batches, BLOBS_PER_INDEX_FILE};
+use crate::index::file::BLOBS_PER_INDEX_FILE;
 use crate::index::{IndexFile, IndexPack};
 use crate::pack::PackKind;
 use crate::repository::Repository;
@@ -55,21 +58,70 @@ impl Work {
     }
 }
 
-/// The packs of `host` that survive, as index entries (new packs come on top).
-fn surviving(census: &Census, host: &Id16, gone: &BTreeSet<Id>) -> Vec<IndexPack> {
-    let mut packs: Vec<IndexPack> = census
+/// The packs of `host` that survive, by name (new packs come on top).
+fn surviving<'a>(
+    census: &'a Census,
+    host: &Id16,
+    gone: &BTreeSet<Id>,
+) -> Vec<(&'a Id, &'a IndexedPack)> {
+    let mut packs: Vec<_> = census
         .packs
         .iter()
         .filter(|(n, p)| p.host == *host && !gone.contains(*n))
+        .collect();
+    packs.sort_by_key(|(n, _)| **n);
+    packs
+}
+
+/// Writes the index files of one host and scope (shared or private): `survivors` then
+/// `new`, `BLOBS_PER_INDEX_FILE` blobs at a time. Entries are copied one file's worth at a
+/// time, never the whole index at once.
+#[allow(clippy::too_many_arguments)]
+fn write_index(
+    repo: &Repository,
+    keys: &HostKeys,
+    host: Id16,
+    now_ms: i64,
+    private: bool,
+    survivors: &[(&Id, &IndexedPack)],
+    new: Vec<IndexPack>,
+    r: &mut PruneReport,
+) -> Result<()> {
+    let mine = |kind: PackKind| (kind != PackKind::Group) == private;
+    let packs = survivors
+        .iter()
+        .filter(|(_, p)| mine(p.kind))
         .map(|(n, p)| IndexPack {
-            name: *n,
+            name: **n,
             len: p.len,
             kind: p.kind,
             entries: p.entries.clone(),
         })
-        .collect();
-    packs.sort_by_key(|p| p.name);
-    packs
+        .chain(new.into_iter().filter(|p| mine(p.kind)));
+    let mut batch = Vec::new();
+    let mut blobs = 0;
+    let mut save = |packs: Vec<IndexPack>| -> Result<()> {
+        let f = IndexFile {
+            writer: host,
+            created_ms: now_ms,
+            packs,
+        };
+        repo.save_index_file_as(keys, &f, private)?;
+        r.index_files_written += 1;
+        Ok(())
+    };
+    for p in packs {
+        blobs += p.entries.len();
+        batch.push(p);
+        if blobs >= BLOBS_PER_INDEX_FILE {
+            save(std::mem::take(&mut batch))?;
+            blobs = 0;
+        }
+    }
+    if !batch.is_empty() {
+        save(batch)?;
+    }
+    Ok(())
 }
 
 /// Classifies, prices and lists a sweep of `plan` now; fills the report's decisions and
@@ -118,7 +170,7 @@ pub fn plan(
     for host in &w.affected {
         // Kept blobs of repacked packs land in new packs of the same host and kind.
         let mut blobs: [usize; 2] = [0, 0];
-        for p in surviving(census, host, &gone) {
+        for (_, p) in surviving(census, host, &gone) {
             blobs[usize::from(p.kind != PackKind::Group)] += p.entries.len();
         }
         for (t, a) in w.touched.iter().zip(&w.actions) {
@@ -185,6 +237,51 @@ pub fn plan(
     w
 }
 
+/// Repack jobs of one host and kind.
+type Group<'a> = ((Id16, u8), Vec<repack::Job<'a>>);
+
+/// Repacks each group, several at once: reading one kind's packs waits on the disk or the
+/// network while authenticating another's keeps a core busy. Plain threads, not rayon: a
+/// repack holds a backend connection while it reads, and a rayon worker waiting for it
+/// could take up another group that waits for a connection in turn. Each group holds at
+/// most one connection at a time, so as many run at once as the backend has connections.
+fn repack_groups(
+    repo: &Repository,
+    census: &Census,
+    groups: &[Group<'_>],
+) -> Vec<Result<Vec<IndexPack>>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(repo.max_connections())
+        .clamp(1, groups.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<Vec<IndexPack>>>>> =
+        groups.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(((host, _), jobs)) = groups.get(i) else {
+                    break;
+                };
+                let r = repack::repack(repo, census, *host, jobs[0].kind, jobs, &mut |_| {});
+                if let Ok(mut slot) = results[i].lock() {
+                    *slot = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(Error::InvalidInput("a repack thread panicked".into())))
+        })
+        .collect()
+}
+
 /// Carries out `w` for `plan`, in the order that keeps every step safe to kill.
 #[allow(clippy::too_many_arguments)]
 pub fn execute(
@@ -199,11 +296,12 @@ pub fn execute(
 ) -> Result<()> {
     // 1. New packs first: until the index names them, nothing depends on them.
     let mut new_packs: BTreeMap<Id16, Vec<IndexPack>> = BTreeMap::new();
-    for ((host, _), jobs) in jobs(&w.touched, &w.actions) {
-        let kind = jobs[0].kind;
-        let made = repack::repack(repo, census, host, kind, &jobs, &mut |_| {})?;
+    let groups: Vec<_> = jobs(census, &w.touched, &w.actions).into_iter().collect();
+    let made = repack_groups(repo, census, &groups);
+    for (((host, _), _), made) in groups.iter().zip(made) {
+        let made = made?;
         r.packs_written += made.len() as u64;
-        new_packs.entry(host).or_default().extend(made);
+        new_packs.entry(*host).or_default().extend(made);
     }
     // 2. Each affected host's index, rewritten without the packs that go; 3. then the
     // index files it replaces. A kill between leaves both, which list only packs that
@@ -211,24 +309,11 @@ pub fn execute(
     let gone: BTreeSet<Id> = w.gone().map(|t| t.cand.name).collect();
     for host in &w.affected {
         let keys = repo.host_keys_of(*host);
-        let mut packs = surviving(census, host, &gone);
-        packs.extend(new_packs.remove(host).unwrap_or_default());
-        for private in [false, true] {
-            let mine: Vec<IndexPack> = packs
-                .iter()
-                .filter(|p| (p.kind != PackKind::Group) == private)
-                .cloned()
-                .collect();
-            for batch in batches(mine) {
-                let f = IndexFile {
-                    writer: *host,
-                    created_ms: now_ms,
-                    packs: batch,
-                };
-                repo.save_index_file_as(&keys, &f, private)?;
-                r.index_files_written += 1;
-            }
-        }
+        let survivors = surviving(census, host, &gone);
+        let mut new = new_packs.remove(host).unwrap_or_default();
+        let (private_new, shared_new) = new.drain(..).partition(|p| p.kind != PackKind::Group);
+        write_index(repo, &keys, *host, now_ms, false, &survivors, shared_new, r)?;
+        write_index(repo, &keys, *host, now_ms, true, &survivors, private_new, r)?;
     }
     for path in &w.old_index {
         repo.remove_path(path)?;
