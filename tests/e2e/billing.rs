@@ -95,3 +95,37 @@ fn reported_requests_match_what_the_server_received() {
     assert!(wire[4] >= 1, "the failed upload was aborted: {wire:?}");
     assert!(out["requests"]["errors"].as_u64().unwrap() >= 1, "{out}");
 }
+
+/// `check` on S3 reads each tree pack whole once, not each directory with its own GET
+/// (it was 4,199 GETs for a 26-pack repository; restic's check made 30).
+#[test]
+fn check_reads_each_tree_pack_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((c, proxy)) = s3_through_proxy(dir.path(), "check-gets") else {
+        return;
+    };
+    c.init();
+    let src = dir.path().join("src");
+    for i in 0..300 {
+        let d = src.join(format!("d{i:03}/sub"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("f"), bytes(i, 200)).unwrap();
+    }
+    c.json(&["backup", s(&src)]);
+    let _ = proxy.take();
+
+    let out = c.run(&["check"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let seen = proxy.take();
+    let range_gets: Vec<&Seen> = seen.iter().filter(|r| r.s3_class() == "get").collect();
+    // 601 trees (root, 300 directories and their subdirectories) in one or two tree packs;
+    // the rest are index files, snapshots, key and config, and pack headers.
+    eprintln!("check of 601 trees: {} GETs", range_gets.len());
+    let listing: Vec<String> = range_gets.iter().map(|r| r.target.clone()).collect();
+    assert!(
+        range_gets.len() < 40,
+        "{} GETs for a check of 601 trees:\n{}",
+        range_gets.len(),
+        listing.join("\n")
+    );
+}

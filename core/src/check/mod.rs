@@ -14,6 +14,7 @@
 mod prune_state;
 mod read_data;
 mod structure;
+mod tree_packs;
 
 use std::collections::HashMap;
 use std::fmt;

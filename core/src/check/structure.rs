@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 
+use super::tree_packs::TreePacks;
 use super::{reason, CheckProgress, CheckReport, ContentKeys, Problem, ProblemKind as K};
 use crate::backend::layout::{self, HostDir};
 use crate::backend::BackendErrorKind;
@@ -49,6 +50,8 @@ pub(super) struct Checker<'a> {
     orphan_blobs: HashMap<Id, Id>,
     /// Content keys of reachable data blobs (`--read-data` only).
     pub(super) cks: ContentKeys,
+    /// Whole tree packs, on remote storage.
+    tree_packs: Option<TreePacks>,
 }
 
 impl<'a> Checker<'a> {
@@ -73,6 +76,7 @@ impl<'a> Checker<'a> {
             lost: HashMap::new(),
             orphan_blobs: HashMap::new(),
             cks: HashMap::new(),
+            tree_packs: TreePacks::new(repo),
         }
     }
 
@@ -405,10 +409,11 @@ impl<'a> Checker<'a> {
         };
         let ppath = self.pack_path(&loc.pack.name);
         let range = loc.offset..loc.offset + u64::from(loc.slen);
-        let r = self
-            .repo
-            .backend()
-            .read(&ppath, Some(range))
+        let stored = match self.tree_packs.as_mut() {
+            Some(t) => t.read(self.repo, &ppath, &loc.pack.name, range),
+            None => self.repo.backend().read(&ppath, Some(range)),
+        };
+        let r = stored
             .map_err(Error::from)
             .and_then(|stored| {
                 self.repo

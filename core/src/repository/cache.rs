@@ -93,7 +93,7 @@ impl Cache {
     ) -> Result<Vec<u8>, BackendError> {
         let local = self.local(path);
         if !local.exists() {
-            self.fetch_pack(backend, path, name, &local);
+            self.fetch_pack(backend, path, name);
         }
         if let Ok(f) = File::open(&local) {
             let mut buf = vec![0u8; (range.end - range.start) as usize];
@@ -105,8 +105,11 @@ impl Cache {
         backend.read(path, Some(range))
     }
 
-    fn fetch_pack(&self, backend: &dyn Backend, path: &str, name: &Id, local: &Path) {
-        let _ = (|| -> std::io::Result<()> {
+    /// Reads the pack at `path` whole into the cache; whether its bytes hashed to `name`
+    /// and it is now cached.
+    pub fn fetch_pack(&self, backend: &dyn Backend, path: &str, name: &Id) -> bool {
+        let local = self.local(path);
+        (|| -> std::io::Result<bool> {
             let parent = local
                 .parent()
                 .ok_or_else(|| std::io::Error::other("no parent"))?;
@@ -133,9 +136,10 @@ impl Cache {
                 })
                 .map_err(std::io::Error::other)?;
             if ok {
-                tmp.persist(local).map_err(|e| e.error)?;
+                tmp.persist(&local).map_err(|e| e.error)?;
             }
-            Ok(())
-        })();
+            Ok(ok)
+        })()
+        .unwrap_or(false)
     }
 }
