@@ -304,6 +304,7 @@ impl Backend for LocalBackend {
             is_local: true,
             can_delete: true,
             cost_class: "local",
+            deletes_versions: false,
         }
     }
 

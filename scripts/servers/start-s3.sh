@@ -62,15 +62,15 @@ JSON
 echo $! > "$S3_DIR/weed.pid"
 pid=$(cat "$S3_DIR/weed.pid")
 
-signed() { # METHOD KEY BODY: a SigV4-signed request as admin; prints the HTTP status.
+signed() { # METHOD PATH BODY: a SigV4-signed request as admin; prints the HTTP status.
   # S3 wants x-amz-content-sha256, which curl signs but does not compute itself.
-  local method=$1 key=$2 body=$3 sum
+  local method=$1 path=$2 body=$3 sum
   sum=$(printf '%s' "$body" | sha256sum | cut -d' ' -f1)
   local args=(-s -o /dev/null -w '%{http_code}' --max-time 5 -X "$method"
     --aws-sigv4 "aws:amz:us-east-1:s3" --user adminkey:adminsecret
     -H "x-amz-content-sha256: $sum")
   [ -n "$body" ] && args+=(--data-binary "$body" -H 'Content-Type: application/octet-stream')
-  curl "${args[@]}" "$ENDPOINT/backups/$key"
+  curl "${args[@]}" "$ENDPOINT/$path"
 }
 
 ready=
@@ -78,8 +78,8 @@ for _ in $(seq 1 150); do
   kill -0 "$pid" 2>/dev/null || { echo "weed exited:" >&2; cat "$S3_DIR/weed.log" >&2; exit 1; }
   code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$ENDPOINT/" || true)
   if [ "$code" = 403 ] &&
-     [ "$(signed PUT readiness-probe ok || true)" = 200 ] &&
-     [ "$(signed DELETE readiness-probe '' || true)" = 204 ]; then
+     [ "$(signed PUT backups/readiness-probe ok || true)" = 200 ] &&
+     [ "$(signed DELETE backups/readiness-probe '' || true)" = 204 ]; then
     ready=1
     break
   fi
@@ -92,9 +92,18 @@ if [ -z "$ready" ]; then
   exit 1
 fi
 
+# A second bucket with versioning on: a delete there only hides the file, as on B2, which
+# is what the tests of s3.delete-versions need.
+code=$(signed PUT versioned '')
+[ "$code" = 200 ] || { echo "creating bucket 'versioned' answered $code" >&2; exit 1; }
+code=$(signed PUT 'versioned?versioning=' \
+  '<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>')
+[ "$code" = 200 ] || { echo "enabling versioning on 'versioned' answered $code" >&2; exit 1; }
+
 cat > "$S3_DIR/env" <<ENV
 export CAIRN_TEST_S3_ENDPOINT=$ENDPOINT
 export CAIRN_TEST_S3_BUCKET=backups
+export CAIRN_TEST_S3_VERSIONED_BUCKET=versioned
 export CAIRN_TEST_S3_ADMIN_KEY=adminkey
 export CAIRN_TEST_S3_ADMIN_SECRET=adminsecret
 export CAIRN_TEST_S3_HOSTA_KEY=hostakey

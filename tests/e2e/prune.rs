@@ -422,3 +422,71 @@ fn network_drops_mid_repack(remote: Remote) {
 
 crate::on_backend!(Sftp => sftp_network; network_drops_mid_repack);
 crate::on_backend!(S3 => s3_network; network_drops_mid_repack);
+
+/// What the versioned bucket holds under `prefix`: (current objects, stored versions,
+/// delete markers), as the server lists them.
+fn versions_under(prefix: &str) -> (usize, usize, usize) {
+    let bucket = std::env::var("CAIRN_TEST_S3_VERSIONED_BUCKET").unwrap();
+    let v = crate::servers::s3_admin_get(&format!("{bucket}?prefix={prefix}%2F&versions="));
+    assert!(!v.contains("<IsTruncated>true"), "more than one page: {v}");
+    let l = crate::servers::s3_admin_get(&format!("{bucket}?list-type=2&prefix={prefix}%2F"));
+    assert!(!l.contains("<IsTruncated>true"), "more than one page: {l}");
+    (
+        l.matches("<Contents>").count(),
+        v.matches("<Version>").count(),
+        v.matches("<DeleteMarker>").count(),
+    )
+}
+
+/// On a bucket that keeps deleted files as hidden versions (as B2 does), prune with
+/// `s3.delete-versions` leaves no hidden version behind, its estimate counts the listing
+/// each delete takes, and what remains checks and restores; without the option the same
+/// prune leaves delete markers and every old version (the bucket does keep them).
+#[test]
+fn versioned_bucket_prune_deletes_every_version() {
+    for delete_versions in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((mut c, prefix)) = crate::servers::s3_versioned(dir.path(), "versions") else {
+            return;
+        };
+        c.opts.push("-o".into());
+        c.opts
+            .push(format!("s3.delete-versions={delete_versions}").into());
+        c.init();
+        let f = Fixture {
+            dir,
+            cairn: c,
+            local_repo: None,
+        };
+        let (src, copies) = generations(&f);
+        f.cairn.json(&["forget", "--keep-last", "2"]);
+        let prune = ["prune", "--instant", "--max-unused", "0%"];
+        let mut dry_args = prune.to_vec();
+        dry_args.push("--dry-run");
+        let dry = f.cairn.json(&dry_args);
+        let out = f.cairn.json(&prune);
+        let est = &dry["estimate"]["requests"];
+        let got = &out["measured"]["requests"];
+        assert!(got["delete"].as_u64().unwrap() > 0, "{out}");
+        let (current, versions, markers) = versions_under(&prefix);
+        if delete_versions {
+            assert_eq!(got["list"], got["delete"], "one listing per delete: {out}");
+            assert_eq!(
+                est["list"], est["delete"],
+                "the estimate counts them: {dry}"
+            );
+            assert_eq!(est["delete"], got["delete"], "{dry}\n{out}");
+            assert_eq!(markers, 0, "hidden files left behind");
+            assert_eq!(versions, current, "old versions left behind");
+        } else {
+            assert_eq!(got["list"], 0, "{out}");
+            assert!(
+                markers > 0,
+                "the bucket did not keep deleted files: {markers}"
+            );
+            assert!(versions > current, "{versions} versions, {current} current");
+        }
+        check_read_data(&f);
+        restores_latest_two(&f, &src, &copies);
+    }
+}

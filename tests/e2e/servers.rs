@@ -160,3 +160,44 @@ macro_rules! on_file_backends {
         $crate::on_backend!(Sftp => sftp; $($test),+);
     };
 }
+
+/// A signed GET to the S3 server as its admin (curl's SigV4): what the server itself holds,
+/// for tests that must not take cairn's word for it. `query` needs `k=v` pairs (curl 7.88
+/// signs a bare `?versions` wrongly).
+pub fn s3_admin_get(path_and_query: &str) -> String {
+    let endpoint = std::env::var("CAIRN_TEST_S3_ENDPOINT").expect("S3 endpoint");
+    let key = std::env::var("CAIRN_TEST_S3_ADMIN_KEY").expect("S3 admin key");
+    let secret = std::env::var("CAIRN_TEST_S3_ADMIN_SECRET").expect("S3 admin secret");
+    // SHA-256 of the empty body.
+    let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--fail",
+            "--max-time",
+            "10",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+        ])
+        .arg("--user")
+        .arg(format!("{key}:{secret}"))
+        .arg("-H")
+        .arg(format!("x-amz-content-sha256: {empty}"))
+        .arg(format!("{endpoint}/{path_and_query}"))
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "GET {path_and_query}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A runner for a fresh repository in the versioned bucket (where a plain delete only hides
+/// the file, as on B2), and its key prefix; `None` when the server is missing (outside CI).
+pub fn s3_versioned(dir: &std::path::Path, tag: &str) -> Option<(Cairn, String)> {
+    let (direct, _) = runner(Remote::S3, dir)?;
+    let endpoint = server_var("CAIRN_TEST_S3_ENDPOINT")?;
+    let bucket = server_var("CAIRN_TEST_S3_VERSIONED_BUCKET")?;
+    let prefix = unique(tag);
+    let mut c = Cairn::new(format!("s3:{endpoint}/{bucket}/{prefix}"));
+    c.env = direct.env;
+    Some((c, prefix))
+}

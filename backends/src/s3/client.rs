@@ -110,6 +110,12 @@ pub struct S3Config {
     /// Whether the server honours `If-None-Match: *` on PutObject; `None` (the default)
     /// lets the first exclusive create find out.
     pub conditional_writes: Option<bool>,
+    /// Whether a delete removes every version of the key (ListObjectVersions, then
+    /// DeleteObject with each version id) instead of a plain DeleteObject, which on B2 (and
+    /// any versioned bucket) only hides the file: hidden versions stay billed until a
+    /// lifecycle rule removes them. On by default for `b2:`; needs a key that may delete
+    /// file versions (B2's `deleteFiles`). `-o s3.delete-versions=false` turns it off.
+    pub delete_versions: bool,
 }
 
 impl S3Config {
@@ -137,6 +143,7 @@ impl S3Config {
             read_timeout: READ_TIMEOUT,
             list_page_size: None,
             conditional_writes: None,
+            delete_versions: false,
         }
     }
 
@@ -242,6 +249,7 @@ impl S3Config {
         let mut cfg = Self::new(endpoint, bucket, prefix, creds);
         cfg.region = region;
         cfg.flavor = Flavor::B2;
+        cfg.delete_versions = true;
         apply_common_options(&mut cfg, opts)?;
         Ok(cfg)
     }
@@ -274,6 +282,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "s3.multipart-threshold",
     "s3.part-size",
     "s3.list-page-size",
+    "s3.delete-versions",
     "b2.region",
     "b2.endpoint",
 ];
@@ -291,16 +300,22 @@ fn check_option_keys(opts: &BackendOptions) -> Result<(), UrlError> {
 }
 
 fn apply_common_options(cfg: &mut S3Config, opts: &BackendOptions) -> Result<(), UrlError> {
-    if let Some(v) = opts.get("s3.path-style") {
-        cfg.path_style = match v {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                return Err(UrlError::Option(format!(
-                    "s3.path-style={v:?}: expected true or false"
-                )))
-            }
-        };
+    let flag = |key: &str| -> Result<Option<bool>, UrlError> {
+        opts.get(key)
+            .map(|v| match v {
+                "true" | "1" | "yes" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(UrlError::Option(format!(
+                    "{key}={v:?}: expected true or false"
+                ))),
+            })
+            .transpose()
+    };
+    if let Some(b) = flag("s3.path-style")? {
+        cfg.path_style = b;
+    }
+    if let Some(b) = flag("s3.delete-versions")? {
+        cfg.delete_versions = b;
     }
     let number = |key: &str| -> Result<Option<u64>, UrlError> {
         opts.get(key)

@@ -27,7 +27,7 @@ pub(crate) type MeterSlot = Arc<RwLock<Option<Arc<dyn RequestMeter>>>>;
 /// which is what S3 bills by; an unknown POST or PUT lands in the dear class.
 pub(crate) fn class_of(operation: &str, method: &str) -> RequestClass {
     match operation {
-        "ListObjectsV2" | "ListObjects" => RequestClass::List,
+        "ListObjectsV2" | "ListObjects" | "ListObjectVersions" => RequestClass::List,
         "HeadObject" => RequestClass::Head,
         "GetObject" => RequestClass::Get,
         "PutObject"

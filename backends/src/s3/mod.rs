@@ -363,6 +363,7 @@ impl Backend for S3Backend {
             is_local: false,
             can_delete: true,
             cost_class: self.cfg.flavor.name(),
+            deletes_versions: self.cfg.delete_versions,
         }
     }
 
@@ -475,6 +476,18 @@ impl Backend for S3Backend {
 
     fn remove(&self, path: &str) -> Result<(), BackendError> {
         let key = self.key("remove", path)?;
+        if self.cfg.delete_versions {
+            // The version listing also says whether the key exists.
+            return match self.delete_versions(path, &key)? {
+                0 => Err(BackendError::new(
+                    BackendErrorKind::NotFound,
+                    "remove",
+                    path,
+                    None,
+                )),
+                _ => Ok(()),
+            };
+        }
         // DeleteObject succeeds on a missing key; the contract says NotFound.
         self.head("remove", path, &key)?;
         self.delete_object(path, &key)
@@ -483,11 +496,87 @@ impl Backend for S3Backend {
     fn discard(&self, path: &str) -> Result<(), BackendError> {
         // No HEAD first: a missing key is fine here, and DeleteObject says nothing of it.
         let key = self.key("remove", path)?;
+        if self.cfg.delete_versions {
+            return self.delete_versions(path, &key).map(|_| ());
+        }
         self.delete_object(path, &key)
     }
 }
 
 impl S3Backend {
+    /// Deletes every version (and delete marker) of `key`, one DeleteObject with its
+    /// version id each, after a ListObjectVersions that finds them; returns how many there
+    /// were. A plain DeleteObject on B2 or on a versioned bucket only hides the file.
+    fn delete_versions(&self, path: &str, key: &str) -> Result<usize, BackendError> {
+        let mut deleted = 0;
+        let mut marker: Option<(String, Option<String>)> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_object_versions()
+                .bucket(&self.cfg.bucket)
+                .prefix(key);
+            if let Some((k, v)) = &marker {
+                req = req.key_marker(k).set_version_id_marker(v.clone());
+            }
+            let out = self
+                .run(self.cfg.read_timeout, "remove", path, req.send())?
+                .map_err(|e| backend_error(&e, &self.scope(), "remove", path))?;
+            // The prefix also matches longer keys; only this one's versions go.
+            let ids: Vec<String> = out
+                .versions()
+                .iter()
+                .filter(|v| v.key() == Some(key))
+                .filter_map(|v| v.version_id().map(str::to_owned))
+                .chain(
+                    out.delete_markers()
+                        .iter()
+                        .filter(|m| m.key() == Some(key))
+                        .filter_map(|m| m.version_id().map(str::to_owned)),
+                )
+                .collect();
+            for id in ids {
+                let req = self
+                    .client
+                    .delete_object()
+                    .bucket(&self.cfg.bucket)
+                    .key(key)
+                    .version_id(id)
+                    .send();
+                self.run(self.cfg.read_timeout, "remove", path, req)?
+                    .map_err(|e| {
+                        let err = backend_error(&e, &self.scope(), "remove", path);
+                        if err.kind != BackendErrorKind::PermissionDenied {
+                            return err;
+                        }
+                        let why = err.source.map(|s| s.to_string()).unwrap_or_default();
+                        plain(
+                            BackendErrorKind::PermissionDenied,
+                            "remove",
+                            path,
+                            format!(
+                                "{why}: this key may not delete file versions (on B2 give it \
+                                 the deleteFiles capability), or pass \
+                                 -o s3.delete-versions=false to only hide files, whose \
+                                 space then frees when the bucket's lifecycle rule removes \
+                                 hidden versions"
+                            ),
+                        )
+                    })?;
+                deleted += 1;
+            }
+            match (out.is_truncated(), out.next_key_marker()) {
+                (Some(true), Some(k)) => {
+                    marker = Some((
+                        k.to_owned(),
+                        out.next_version_id_marker().map(str::to_owned),
+                    ))
+                }
+                _ => return Ok(deleted),
+            }
+        }
+    }
+
     fn delete_object(&self, path: &str, key: &str) -> Result<(), BackendError> {
         let req = self
             .client

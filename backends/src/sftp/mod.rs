@@ -319,6 +319,7 @@ impl Backend for SftpBackend {
             is_local: false,
             can_delete: true,
             cost_class: "sftp",
+            deletes_versions: false,
         }
     }
 

@@ -35,7 +35,13 @@ impl Seen {
     pub fn s3_class(&self) -> &'static str {
         let query = self.target.split_once('?').map_or("", |(_, q)| q);
         match self.method.as_str() {
-            "GET" if query.split('&').any(|kv| kv.starts_with("list-type=")) => "list",
+            "GET"
+                if query.split('&').any(|kv| {
+                    kv.starts_with("list-type=") || kv == "versions" || kv.starts_with("versions=")
+                }) =>
+            {
+                "list"
+            }
             "GET" => "get",
             "HEAD" => "head",
             "PUT" | "POST" => "put",

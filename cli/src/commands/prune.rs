@@ -175,7 +175,11 @@ pub fn prune_open(
             max_download: a.max_download.as_deref().map(parse_size).transpose()?,
             max_repack: a.max_repack.as_deref().map(parse_size).transpose()?,
             max_unused: a.max_unused.as_deref().map(parse_percent).transpose()?,
-            delete_frees: !price.delete_hides || a.hidden_versions_expire,
+            // B2 (and versioned buckets) keep a deleted file's versions unless the backend
+            // deletes them (s3.delete-versions) or a lifecycle rule expires them.
+            delete_frees: !price.delete_hides
+                || repo.deletes_versions()
+                || a.hidden_versions_expire,
             down_rate,
             up_rate,
             pack_target: repo.config().pack_target,
@@ -189,6 +193,7 @@ pub fn prune_open(
         },
         price: price.clone(),
         owner: lock_owner(),
+        delete_lists_versions: repo.deletes_versions(),
     };
     let meter = Meter {
         ctx,

@@ -34,6 +34,11 @@ pub struct Properties {
     pub can_delete: bool,
     /// Price class for the prune cost model ("local", "sftp", "s3", "b2").
     pub cost_class: &'static str,
+    /// Whether a delete lists and removes every stored version of the file
+    /// (`s3.delete-versions`, on for B2), where a plain delete would only hide it (B2
+    /// through its S3 API, a versioned bucket) and the space would free only when the
+    /// bucket's lifecycle rule says. Each delete then costs a listing more.
+    pub deletes_versions: bool,
 }
 
 /// The kind of a backend failure: what the caller decides on.

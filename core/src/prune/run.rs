@@ -34,6 +34,9 @@ pub struct PruneOptions {
     pub price: PriceProfile,
     /// Who takes the prune lock.
     pub owner: LockOwner,
+    /// Each delete lists the file's versions first ([`crate::backend::Properties`]'s
+    /// `deletes_versions`): the estimate counts those listings.
+    pub delete_lists_versions: bool,
 }
 
 /// Hooks into a prune run; every method has a default.

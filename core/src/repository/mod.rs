@@ -70,6 +70,12 @@ impl Repository {
         self.backend.properties().max_connections
     }
 
+    /// Whether a delete removes every stored version of a file (see
+    /// [`crate::backend::Properties`]).
+    pub fn deletes_versions(&self) -> bool {
+        self.backend.properties().deletes_versions
+    }
+
     /// Host id this key writes as.
     pub fn host_id(&self) -> Id16 {
         self.host.host_id

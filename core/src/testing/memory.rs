@@ -97,6 +97,7 @@ impl Backend for InMemoryBackend {
             is_local: true,
             can_delete: true,
             cost_class: "local",
+            deletes_versions: false,
         }
     }
 

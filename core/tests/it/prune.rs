@@ -61,6 +61,7 @@ fn opts(instant: bool) -> PruneOptions {
             pid: 1,
             since_ms: 0,
         },
+        delete_lists_versions: false,
     }
 }
 

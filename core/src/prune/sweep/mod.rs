@@ -220,6 +220,10 @@ pub fn plan(
     let removes = (w.old_index.len() + w.old_markers.len() + w.old_state.len()) as u64;
     est.add_requests(RequestClass::Put, w.new_index_files + 1);
     est.add_requests(RequestClass::Delete, removes);
+    if opts.delete_lists_versions {
+        let deletes = est.requests.get("delete").copied().unwrap_or(0);
+        est.add_requests(RequestClass::List, deletes);
+    }
     est.price(&opts.price, census.total_bytes, &policy);
     r.rescued += cls.rescued;
     match &mut r.estimate {
