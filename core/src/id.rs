@@ -81,6 +81,39 @@ impl serde::Serialize for Id {
     }
 }
 
+/// A pack: its name and the host prefix it lives under (`hosts/<host>/packs/`). Every host
+/// writes packs under its own prefix, so a name alone does not say where a pack is, and a
+/// reader that assumed its own host's prefix would quietly miss every other host's packs.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PackId {
+    /// The host prefix.
+    pub host: Id16,
+    /// The pack's name: BLAKE3 of its bytes.
+    pub name: Id,
+}
+
+impl PackId {
+    /// The pack `name` under `host`.
+    pub fn new(host: Id16, name: Id) -> Self {
+        Self { host, name }
+    }
+
+    /// Its repository path.
+    pub fn path(&self) -> String {
+        crate::backend::layout::host_file(
+            &self.host,
+            crate::backend::layout::HostDir::Packs,
+            &self.name,
+        )
+    }
+}
+
+impl fmt::Debug for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackId({}/{})", self.host.to_hex(), self.name.short())
+    }
+}
+
 /// A 16-byte id (repository, host, group and key ids).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Id16(pub [u8; 16]);

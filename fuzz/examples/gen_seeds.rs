@@ -162,23 +162,20 @@ fn plan() -> Plan {
         grace_ms: 86_400_000,
         packs: vec![
             CondemnedPack {
-                host: WRITER,
-                name: Id([20; 32]),
+                pack: cairn_core::id::PackId::new(WRITER, Id([20; 32])),
                 len: 1000,
                 ids: vec![Id([30; 32]), Id([32; 32])],
                 unindexed: false,
             },
             CondemnedPack {
-                host: WRITER,
-                name: Id([22; 32]),
+                pack: cairn_core::id::PackId::new(WRITER, Id([22; 32])),
                 len: 500,
                 ids: vec![],
                 unindexed: true,
             },
         ],
         unindexed_seen: vec![UnindexedPack {
-            host: WRITER,
-            name: Id([24; 32]),
+            pack: cairn_core::id::PackId::new(WRITER, Id([24; 32])),
             len: 300,
             first_seen_ms: 1_699_000_000_000,
         }],
@@ -324,7 +321,10 @@ fn main() -> Res {
         gen: 3,
         plan: Id([60; 32]),
         finished_ms: 1_700_000_100_000,
-        deleted: vec![(WRITER, Id([20; 32])), (GROUP, Id([21; 32]))],
+        deleted: vec![
+            cairn_core::id::PackId::new(WRITER, Id([20; 32])),
+            cairn_core::id::PackId::new(GROUP, Id([21; 32])),
+        ],
         rescued: 2,
         month: 202311,
         month_egress: 1 << 20,

@@ -344,6 +344,7 @@ impl<'a> Sim<'a> {
 
     fn candidate(&self, p: &Pack, kept: &[u32], day: u32) -> Option<Candidate> {
         let mut live_bytes = 0u64;
+        let mut live_blobs = 0u64;
         let mut dead = false;
         let mut ranges = 0u64;
         let mut download_bytes = 0u64;
@@ -354,6 +355,7 @@ impl<'a> Sim<'a> {
             let size = u64::from(blob.size);
             if blob.referenced(kept) {
                 live_bytes += size;
+                live_blobs += 1;
                 match end {
                     // Merged into the open read: the dead gap is downloaded too.
                     Some(e) if offset <= e + MERGE_GAP => download_bytes += offset - e + size,
@@ -371,10 +373,11 @@ impl<'a> Sim<'a> {
         let mut name = [0u8; 32];
         name[..8].copy_from_slice(&p.serial.to_le_bytes());
         dead.then(|| Candidate {
-            host: Id16([0; 16]),
-            name: Id(name),
+            pack: cairn_core::id::PackId::new(Id16([0; 16]), Id(name)),
+            kind: cairn_core::pack::PackKind::Group,
             len: p.len,
             live_bytes,
+            live_blobs,
             live_ranges: ranges,
             download_bytes,
             age_days: f64::from(day - p.created),

@@ -156,7 +156,7 @@ fn read_pack(
     };
     let mut probs = Vec::new();
     let mut blobs = 0u64;
-    let r = repo.stream_whole_pack(host, &job.name, &job.entries, &mut |e, stored| {
+    let r = repo.stream_whole_pack(&pack.id(), &job.entries, &mut |e, stored| {
         let damaged =
             |detail: String| Problem::new(K::BlobDamaged, path, detail).blob(e.id, Some(e.offset));
         match stored {

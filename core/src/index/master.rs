@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, PackId};
 use crate::pack::PackKind;
 
 use super::file::IndexFile;
@@ -23,6 +23,13 @@ pub struct PackRef {
     pub len: u64,
     /// What it holds.
     pub kind: PackKind,
+}
+
+impl PackRef {
+    /// The pack's id (name and host prefix).
+    pub fn id(&self) -> PackId {
+        PackId::new(self.host, self.name)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -11,7 +11,7 @@ use crate::backend::layout::{self, HostDir};
 use crate::crypto::blob::BlobType;
 use crate::crypto::sealed::FileType;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16, IdMap, IdSet};
+use crate::id::{Id, Id16, IdMap, IdSet, PackId};
 use crate::index::{IndexFile, MasterIndex};
 use crate::pack::{PackEntry, PackKind};
 use crate::repository::{HostFiles, Repository};
@@ -53,8 +53,8 @@ pub struct Census {
     pub index_files: Vec<LoadedIndex>,
     /// Indexed packs by name.
     pub packs: IdMap<IndexedPack>,
-    /// Listed packs no index lists: (host, name, length).
-    pub unindexed: Vec<(Id16, Id, u64)>,
+    /// Listed packs no index lists, with their lengths.
+    pub unindexed: Vec<(PackId, u64)>,
     /// Every snapshot: (host, name, snapshot).
     pub snapshots: Vec<(Id16, Id, Snapshot)>,
     /// Which indexed blobs some snapshot references (trees and data): one bit per id of
@@ -134,7 +134,7 @@ impl Census {
                 total_bytes += len;
                 match packs.get_mut(name) {
                     Some(p) => p.present = true,
-                    None => unindexed.push((*host, *name, *len)),
+                    None => unindexed.push((PackId::new(*host, *name), *len)),
                 }
             }
         }

@@ -3,7 +3,7 @@
 use super::census::Census;
 use super::plan::{CondemnedPack, Plan, UnindexedPack};
 use crate::error::Result;
-use crate::id::{Id, IdMap};
+use crate::id::{Id, IdMap, PackId};
 use crate::repository::Repository;
 
 /// Live bytes per indexed pack (every live copy counts).
@@ -55,15 +55,14 @@ pub fn condemn(census: &Census) -> Vec<CondemnedPack> {
             ids.sort_unstable();
             ids.dedup();
             (!ids.is_empty()).then_some(CondemnedPack {
-                host: p.host,
-                name: *name,
+                pack: PackId::new(p.host, *name),
                 len: p.len,
                 ids,
                 unindexed: false,
             })
         })
         .collect();
-    out.sort_by_key(|a| a.name);
+    out.sort_by_key(|a| a.pack.name);
     out
 }
 
@@ -81,34 +80,32 @@ pub fn plan(
 ) -> Plan {
     let mut packs = condemn(census);
     let mut unindexed_seen = Vec::new();
-    for (host, name, len) in &census.unindexed {
+    for (pack, len) in &census.unindexed {
         let first_seen_ms = previous
             .and_then(|p| {
                 p.unindexed_seen
-                    .binary_search_by(|u| u.name.cmp(name))
+                    .binary_search_by(|u| u.pack.name.cmp(&pack.name))
                     .ok()
                     .map(|i| p.unindexed_seen[i].first_seen_ms)
             })
             .unwrap_or(now_ms);
         if now_ms.saturating_sub(first_seen_ms) >= dead_ms as i64 {
             packs.push(CondemnedPack {
-                host: *host,
-                name: *name,
+                pack: *pack,
                 len: *len,
                 ids: Vec::new(),
                 unindexed: true,
             });
         } else {
             unindexed_seen.push(UnindexedPack {
-                host: *host,
-                name: *name,
+                pack: *pack,
                 len: *len,
                 first_seen_ms,
             });
         }
     }
-    packs.sort_by_key(|p| p.name);
-    unindexed_seen.sort_by_key(|u| u.name);
+    packs.sort_by_key(|p| p.pack.name);
+    unindexed_seen.sort_by_key(|u| u.pack.name);
     Plan {
         gen,
         published_ms: now_ms,
@@ -126,7 +123,12 @@ pub fn publish(repo: &Repository, plan: &Plan) -> Result<Id> {
 /// Whether publishing `plan` would tell anyone anything new: it condemns something, or it
 /// records unlisted packs `previous` did not.
 pub fn worth_publishing(plan: &Plan, previous: Option<&Plan>) -> bool {
-    let seen = |p: &Plan| p.unindexed_seen.iter().map(|u| u.name).collect::<Vec<_>>();
+    let seen = |p: &Plan| {
+        p.unindexed_seen
+            .iter()
+            .map(|u| u.pack.name)
+            .collect::<Vec<_>>()
+    };
     !plan.packs.is_empty()
         || previous.map_or(!plan.unindexed_seen.is_empty(), |p| seen(p) != seen(plan))
 }

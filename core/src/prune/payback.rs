@@ -2,23 +2,28 @@
 //! now (bytes down and up, requests by class, money, time) against the storage it saves
 //! each month; a pack is repacked when that pays back within the horizon.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::price::PriceProfile;
 use crate::cost::RequestClass;
-use crate::id::{Id, Id16};
+use crate::id::{Id16, PackId};
+use crate::pack::PackKind;
 
 /// A pack with unused blobs, as the cost model sees it.
 #[derive(Clone, Debug)]
 pub struct Candidate {
-    /// Host prefix.
-    pub host: Id16,
-    /// Pack name.
-    pub name: Id,
+    /// The pack.
+    pub pack: PackId,
+    /// What it holds: a repack writes new packs of the same host and kind.
+    pub kind: PackKind,
     /// Stored length.
     pub len: u64,
     /// Bytes of blobs still referenced (to copy when repacking).
     pub live_bytes: u64,
+    /// How many blobs those are.
+    pub live_blobs: u64,
     /// Number of ranged reads the live blobs take.
     pub live_ranges: u64,
     /// Bytes those reads download: the live blobs and the small gaps merged between them.
@@ -302,7 +307,6 @@ pub fn totals(
     policy: &Policy,
 ) -> Estimate {
     let mut e = Estimate::default();
-    let mut repack_live = 0u64;
     for (c, a) in cands.iter().zip(actions) {
         match a {
             Action::Delete => {
@@ -318,7 +322,6 @@ pub fn totals(
                 // What the new packs take back is subtracted below, once they are sized.
                 e.bytes_freed += c.len;
                 e.bytes_down += c.download_bytes;
-                repack_live += c.live_bytes;
                 e.add_requests(RequestClass::Get, c.live_ranges);
                 e.add_requests(RequestClass::Delete, 1);
                 if policy.delete_frees {
@@ -333,17 +336,26 @@ pub fn totals(
             }
         }
     }
-    // New packs: full ones overshoot the target by about half an average blob before the
-    // writer closes them, then each is padded (Padmé) and gets its header.
-    if repack_live > 0 {
-        let full = policy.pack_target + (512 << 10);
-        let packs = repack_live.div_ceil(full);
-        let last = repack_live - (packs - 1) * full;
+    // New packs, per host and kind (each repacks into its own packs, the last one partly
+    // full): full ones overshoot the target by about half a blob before the writer closes
+    // them, then each is padded (Padmé) and gets its header.
+    let mut groups: BTreeMap<(Id16, u8), (u64, u64)> = BTreeMap::new();
+    for (c, a) in cands.iter().zip(actions) {
+        if matches!(a, Action::Repack { .. }) {
+            let g = groups.entry((c.pack.host, c.kind as u8)).or_default();
+            g.0 += c.live_bytes;
+            g.1 += c.live_blobs;
+        }
+    }
+    for (live, blobs) in groups.into_values().filter(|(live, _)| *live > 0) {
+        let full = policy.pack_target + live / blobs.max(1) / 2;
+        let packs = live.div_ceil(full);
+        let last = live - (packs - 1) * full;
         let padded = (packs - 1) * crate::pack::padme(full) + crate::pack::padme(last);
-        e.bytes_up = padded + packs * NEW_PACK_HEADER;
-        e.bytes_freed = e.bytes_freed.saturating_sub(e.bytes_up);
+        e.bytes_up += padded + packs * NEW_PACK_HEADER;
         e.add_requests(RequestClass::Put, packs);
     }
+    e.bytes_freed = e.bytes_freed.saturating_sub(e.bytes_up);
     e.price(price, stored, policy);
     e
 }
@@ -351,13 +363,15 @@ pub fn totals(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::Id;
 
     fn cand(len: u64, live: u64, age: f64) -> Candidate {
         Candidate {
-            host: Id16([1; 16]),
-            name: Id::of_bytes(&len.to_le_bytes()),
+            pack: PackId::new(Id16([1; 16]), Id::of_bytes(&len.to_le_bytes())),
+            kind: PackKind::Group,
             len,
             live_bytes: live,
+            live_blobs: live.div_ceil(1 << 20),
             live_ranges: if live > 0 { 3 } else { 0 },
             download_bytes: live,
             age_days: age,

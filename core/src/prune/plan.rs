@@ -6,7 +6,7 @@
 //! orders them, not the name.
 
 use crate::cbor::{CborError, Dec, Enc};
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, PackId};
 
 /// Largest number of condemned entries a plan may list (about 40 MiB of ids).
 const MAX_ENTRIES: usize = 1 << 20;
@@ -14,10 +14,8 @@ const MAX_ENTRIES: usize = 1 << 20;
 /// One pack a plan condemns blobs in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CondemnedPack {
-    /// Host prefix the pack lives under.
-    pub host: Id16,
-    /// Pack name.
-    pub name: Id,
+    /// The pack.
+    pub pack: PackId,
     /// Its length, as listed.
     pub len: u64,
     /// The blob ids it holds that nothing referenced at Mark (sorted). Empty for a pack no
@@ -30,10 +28,8 @@ pub struct CondemnedPack {
 /// A pack no index listed when a Mark ran.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnindexedPack {
-    /// Host prefix.
-    pub host: Id16,
-    /// Pack name.
-    pub name: Id,
+    /// The pack.
+    pub pack: PackId,
     /// Its length.
     pub len: u64,
     /// When a Mark first saw it unlisted (ms).
@@ -67,7 +63,7 @@ impl Plan {
     /// The plan's entry for pack `name`.
     pub fn pack(&self, name: &Id) -> Option<&CondemnedPack> {
         self.packs
-            .binary_search_by(|p| p.name.cmp(name))
+            .binary_search_by(|p| p.pack.name.cmp(name))
             .ok()
             .map(|i| &self.packs[i])
     }
@@ -83,8 +79,8 @@ impl Plan {
         e.key(4).array(self.packs.len());
         for p in &self.packs {
             e.array(5)
-                .bytes(&p.host.0)
-                .bytes(&p.name.0)
+                .bytes(&p.pack.host.0)
+                .bytes(&p.pack.name.0)
                 .u64(p.len)
                 .bool(p.unindexed)
                 .array(p.ids.len());
@@ -95,8 +91,8 @@ impl Plan {
         e.key(5).array(self.unindexed_seen.len());
         for u in &self.unindexed_seen {
             e.array(4)
-                .bytes(&u.host.0)
-                .bytes(&u.name.0)
+                .bytes(&u.pack.host.0)
+                .bytes(&u.pack.name.0)
                 .u64(u.len)
                 .i64(u.first_seen_ms);
         }
@@ -145,14 +141,13 @@ impl Plan {
                 return Err(d.err("condemned ids must be sorted and unique"));
             }
             packs.push(CondemnedPack {
-                host,
-                name,
+                pack: PackId::new(host, name),
                 len,
                 ids,
                 unindexed,
             });
         }
-        if !packs.windows(2).all(|w| w[0].name < w[1].name) {
+        if !packs.windows(2).all(|w| w[0].pack.name < w[1].pack.name) {
             return Err(d.err("condemned packs must be sorted by name and unique"));
         }
         expect_key(&mut d, &mut prev, 5)?;
@@ -163,13 +158,15 @@ impl Plan {
                 return Err(d.err("unindexed pack must have 4 fields"));
             }
             unindexed_seen.push(UnindexedPack {
-                host: Id16(d.fixed()?),
-                name: Id(d.fixed()?),
+                pack: PackId::new(Id16(d.fixed()?), Id(d.fixed()?)),
                 len: d.u64()?,
                 first_seen_ms: d.i64()?,
             });
         }
-        if !unindexed_seen.windows(2).all(|w| w[0].name < w[1].name) {
+        if !unindexed_seen
+            .windows(2)
+            .all(|w| w[0].pack.name < w[1].pack.name)
+        {
             return Err(d.err("unindexed packs must be sorted by name and unique"));
         }
         d.finish()?;
@@ -193,7 +190,7 @@ pub struct SweepRecord {
     /// When the sweep finished (ms since the epoch).
     pub finished_ms: i64,
     /// Packs deleted (dead, or repacked into new ones).
-    pub deleted: Vec<(Id16, Id)>,
+    pub deleted: Vec<PackId>,
     /// Condemned blobs that snapshots written since Mark still referenced, so were kept.
     pub rescued: u64,
     /// The calendar month (UTC) of `finished_ms` as YYYYMM.
@@ -213,8 +210,8 @@ impl SweepRecord {
         e.key(2).bytes(&self.plan.0);
         e.key(3).i64(self.finished_ms);
         e.key(4).array(self.deleted.len());
-        for (h, n) in &self.deleted {
-            e.array(2).bytes(&h.0).bytes(&n.0);
+        for p in &self.deleted {
+            e.array(2).bytes(&p.host.0).bytes(&p.name.0);
         }
         e.key(5).u64(self.rescued);
         e.key(6).u64(self.month.into());
@@ -246,7 +243,7 @@ impl SweepRecord {
             if d.array()? != 2 {
                 return Err(d.err("deleted pack must be a pair"));
             }
-            deleted.push((Id16(d.fixed()?), Id(d.fixed()?)));
+            deleted.push(PackId::new(Id16(d.fixed()?), Id(d.fixed()?)));
         }
         expect_key(&mut d, &mut prev, 5)?;
         let rescued = d.u64()?;
@@ -294,23 +291,20 @@ mod tests {
             grace_ms: 86_400_000,
             packs: vec![
                 CondemnedPack {
-                    host: Id16([1; 16]),
-                    name: Id([2; 32]),
+                    pack: PackId::new(Id16([1; 16]), Id([2; 32])),
                     len: 100,
                     ids: vec![Id([3; 32]), Id([4; 32])],
                     unindexed: false,
                 },
                 CondemnedPack {
-                    host: Id16([1; 16]),
-                    name: Id([9; 32]),
+                    pack: PackId::new(Id16([1; 16]), Id([9; 32])),
                     len: 50,
                     ids: vec![],
                     unindexed: true,
                 },
             ],
             unindexed_seen: vec![UnindexedPack {
-                host: Id16([1; 16]),
-                name: Id([4; 32]),
+                pack: PackId::new(Id16([1; 16]), Id([4; 32])),
                 len: 9,
                 first_seen_ms: 5,
             }],
@@ -344,7 +338,7 @@ mod tests {
             gen: 3,
             plan: Id([5; 32]),
             finished_ms: 42,
-            deleted: vec![(Id16([1; 16]), Id([2; 32]))],
+            deleted: vec![PackId::new(Id16([1; 16]), Id([2; 32]))],
             rescued: 7,
             month: 202611,
             month_egress: 1 << 30,

@@ -9,7 +9,7 @@ use crate::crypto::blob::BlobType;
 use crate::crypto::keys::HostKeys;
 use crate::crypto::sealed::FileType;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16, IdSet};
+use crate::id::{Id, Id16, IdSet, PackId};
 use crate::index::master::PackRef;
 use crate::index::{BlobLocation, IndexPack};
 use crate::pack::writer::{FinishedPack, PackWriter};
@@ -18,10 +18,8 @@ use crate::repository::Repository;
 
 /// One pack to repack: its name and the entries to keep.
 pub struct Job<'a> {
-    /// Host prefix.
-    pub host: Id16,
-    /// Pack name.
-    pub name: Id,
+    /// The pack.
+    pub pack: PackId,
     /// Its kind.
     pub kind: PackKind,
     /// Positions in `entries` of the entries to copy.
@@ -41,7 +39,7 @@ fn authenticate(
 ) -> Result<()> {
     let damaged = |stage: &'static str| Error::BlobIntegrity {
         id: e.id.to_hex(),
-        pack: job.name.to_hex(),
+        pack: job.pack.name.to_hex(),
         offset: e.offset,
         stage,
     };
@@ -70,8 +68,8 @@ fn authenticate(
         btype => {
             let ck = None;
             let pack = PackRef {
-                host: job.host,
-                name: job.name,
+                host: job.pack.host,
+                name: job.pack.name,
                 len: 0,
                 kind: job.kind,
             };
@@ -152,7 +150,7 @@ pub fn repack(
         // Sequential on purpose: this runs inside the backend's read, which may hold a
         // connection, and a nested rayon call could take up another repack's work that
         // waits for one. Hosts and kinds run in parallel instead (see `sweep::execute`).
-        repo.stream_pack_blobs(host, &job.name, &keep, &mut |e, stored| {
+        repo.stream_pack_blobs(&job.pack, &keep, &mut |e, stored| {
             // The same blob kept from two packs: one copy is enough (only blobs stored
             // twice can be, so only those are remembered).
             if census.duplicated(&e.id) && !copied.insert(e.id) {

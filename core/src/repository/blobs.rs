@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Repository;
-use crate::backend::layout::{self, HostDir};
 use crate::compress;
 use crate::crypto::blob::{self, BlobType};
 use crate::crypto::keys::{kh, HostKeys};
@@ -169,7 +168,7 @@ impl Repository {
 
     /// Repository path of a pack.
     pub fn pack_path(&self, loc: &BlobLocation<'_>) -> String {
-        layout::host_file(&loc.pack.host, HostDir::Packs, &loc.pack.name)
+        loc.pack.id().path()
     }
 
     /// Reads and opens one blob through the index.

@@ -6,9 +6,8 @@
 use std::io::Read;
 
 use super::Repository;
-use crate::backend::layout::{self, HostDir};
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16};
+use crate::id::{Id, PackId};
 use crate::pack::PackEntry;
 
 /// Blobs of one pack closer than this are fetched with one ranged read.
@@ -76,17 +75,16 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 impl Repository {
-    /// Streams the stored bytes of `entries` (blobs of pack `name` under `host`, any order)
+    /// Streams the stored bytes of `entries` (blobs of `pack`, any order)
     /// to `f` in offset order, with one ranged read per run of nearby blobs. A blob the
     /// pack does not hold whole is an error.
     pub fn stream_pack_blobs(
         &self,
-        host: Id16,
-        name: &Id,
+        pack: &PackId,
         entries: &[PackEntry],
         f: &mut dyn FnMut(&PackEntry, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let path = layout::host_file(&host, HostDir::Packs, name);
+        let path = pack.path();
         let mut sorted: Vec<&PackEntry> = entries.iter().collect();
         sorted.sort_by_key(|e| e.offset);
         let mut whole = |e: &PackEntry, blob: Option<&[u8]>| match blob {
@@ -136,18 +134,17 @@ impl Repository {
         Ok(())
     }
 
-    /// Reads pack `name` under `host` whole, handing `f` each of `entries` in offset
+    /// Reads `pack` whole, handing `f` each of `entries` in offset
     /// order (`None` for one that overlaps the blob before it or lies past the end), and
     /// returns the BLAKE3 of every byte read and how many there were: a pack's name must
     /// be that hash.
     pub fn stream_whole_pack(
         &self,
-        host: Id16,
-        name: &Id,
+        pack: &PackId,
         entries: &[PackEntry],
         f: &mut WholePackConsumer<'_>,
     ) -> Result<(Id, u64)> {
-        let path = layout::host_file(&host, HostDir::Packs, name);
+        let path = pack.path();
         let mut sorted: Vec<&PackEntry> = entries.iter().collect();
         sorted.sort_by_key(|e| e.offset);
         let mut delivered = 0usize;

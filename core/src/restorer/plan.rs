@@ -136,52 +136,50 @@ impl Plan {
                 let mut next = 0usize;
                 let mut fatal: Option<Error> = None;
                 let mut bad: Vec<String> = Vec::new();
-                let res =
-                    repo.stream_pack_blobs(pack.host, &pack.name, &entries, &mut |e, stored| {
-                        let Some(i) = jobs[next..].iter().position(|j| j.offset == e.offset) else {
+                let res = repo.stream_pack_blobs(&pack.id(), &entries, &mut |e, stored| {
+                    let Some(i) = jobs[next..].iter().position(|j| j.offset == e.offset) else {
+                        return Ok(());
+                    };
+                    let j = &jobs[next + i];
+                    next += i + 1;
+                    let loc = match repo.index().lookup(&j.id) {
+                        Some(l) => l,
+                        None => return Ok(()),
+                    };
+                    let plain = match repo.open_blob(j.btype, &j.id, Some(&j.ck), &loc, stored) {
+                        Ok(p) => p,
+                        Err(err) => {
+                            for (entry, off) in &j.targets {
+                                bad.push(format!(
+                                    "{} at offset {off}: {err}",
+                                    listing.entries[*entry].snap_path.display()
+                                ));
+                            }
                             return Ok(());
-                        };
-                        let j = &jobs[next + i];
-                        next += i + 1;
-                        let loc = match repo.index().lookup(&j.id) {
-                            Some(l) => l,
-                            None => return Ok(()),
-                        };
-                        let plain = match repo.open_blob(j.btype, &j.id, Some(&j.ck), &loc, stored)
-                        {
-                            Ok(p) => p,
-                            Err(err) => {
-                                for (entry, off) in &j.targets {
-                                    bad.push(format!(
-                                        "{} at offset {off}: {err}",
-                                        listing.entries[*entry].snap_path.display()
-                                    ));
-                                }
-                                return Ok(());
-                            }
-                        };
-                        let zero = plain.iter().all(|b| *b == 0);
-                        for (entry, off) in &j.targets {
-                            if !zero {
-                                let target = &listing.entries[*entry].target;
-                                let res = OpenOptions::new()
-                                    .write(true)
-                                    .open(target)
-                                    .and_then(|f| write_sparse(&f, &plain, *off));
-                                match res {
-                                    Ok(n) => {
-                                        written.fetch_add(n, Ordering::Relaxed);
-                                    }
-                                    Err(err) => {
-                                        fatal = Some(Error::io("write", target, err));
-                                        return Err(Error::Cancelled);
-                                    }
-                                }
-                            }
-                            progress.bytes_done(plain.len() as u64);
                         }
-                        Ok(())
-                    });
+                    };
+                    let zero = plain.iter().all(|b| *b == 0);
+                    for (entry, off) in &j.targets {
+                        if !zero {
+                            let target = &listing.entries[*entry].target;
+                            let res = OpenOptions::new()
+                                .write(true)
+                                .open(target)
+                                .and_then(|f| write_sparse(&f, &plain, *off));
+                            match res {
+                                Ok(n) => {
+                                    written.fetch_add(n, Ordering::Relaxed);
+                                }
+                                Err(err) => {
+                                    fatal = Some(Error::io("write", target, err));
+                                    return Err(Error::Cancelled);
+                                }
+                            }
+                        }
+                        progress.bytes_done(plain.len() as u64);
+                    }
+                    Ok(())
+                });
                 if let Some(e) = fatal {
                     return Err(e);
                 }

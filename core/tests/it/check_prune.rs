@@ -106,8 +106,7 @@ fn flip(b: &InMemoryBackend, path: &str) {
 fn with_state(f: &Fixture) -> (Id, Id, String) {
     let mut p = plan(1);
     p.packs.push(cairn_core::prune::plan::CondemnedPack {
-        host: f.repo.host_id(),
-        name: Id([7; 32]),
+        pack: cairn_core::id::PackId::new(f.repo.host_id(), Id([7; 32])),
         len: 100,
         ids: vec![],
         unindexed: true,

@@ -254,8 +254,7 @@ fn unindexed_pack_an_open_plan_names_is_not_adopted() {
             published_ms: 0,
             grace_ms: 0,
             packs: vec![CondemnedPack {
-                host: f.repo.host_id(),
-                name,
+                pack: cairn_core::id::PackId::new(f.repo.host_id(), name),
                 len,
                 ids: vec![],
                 unindexed: true,

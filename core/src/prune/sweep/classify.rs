@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::id::{Id, Id16, IdMap, IdSet};
+use crate::id::{Id, Id16, IdMap, IdSet, PackId};
 use crate::pack::{PackEntry, PackKind};
 use crate::prune::census::Census;
 use crate::prune::payback::{Action, Candidate};
@@ -72,14 +72,14 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
     // the pack with the greatest name, a choice every re-run of the sweep repeats.
     let mut survivor: IdMap<Id> = IdMap::default();
     for cp in &plan.packs {
-        let Some(p) = census.packs.get(&cp.name) else {
+        let Some(p) = census.packs.get(&cp.pack.name) else {
             continue;
         };
         for e in &p.entries {
             if !census.is_live(&e.id) {
                 continue;
             }
-            let all_condemned = !copies.of_blob(&e.id, &cp.name).iter().any(|q| {
+            let all_condemned = !copies.of_blob(&e.id, &cp.pack.name).iter().any(|q| {
                 census.packs.get(q).is_some_and(|x| x.present)
                     && plan
                         .pack(q)
@@ -87,31 +87,32 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
             });
             if all_condemned {
                 let best = copies
-                    .of_blob(&e.id, &cp.name)
+                    .of_blob(&e.id, &cp.pack.name)
                     .iter()
                     .filter(|q| census.packs.get(*q).is_some_and(|x| x.present))
                     .max()
                     .copied()
-                    .unwrap_or(cp.name);
+                    .unwrap_or(cp.pack.name);
                 survivor.insert(e.id, best);
                 rescued.insert(e.id);
             }
         }
     }
     for cp in &plan.packs {
-        let Some(p) = census.packs.get(&cp.name) else {
+        let Some(p) = census.packs.get(&cp.pack.name) else {
             // In no index: either gone already, or superseded by a killed sweep's index.
-            if let Some((host, name, len)) = census
+            if let Some((pack, len)) = census
                 .unindexed
                 .iter()
-                .find(|(_, n, _)| *n == cp.name)
+                .find(|(p, _)| p.name == cp.pack.name)
                 .copied()
             {
                 packs.push(Touched {
                     cand: Candidate {
-                        host,
-                        name,
+                        pack,
+                        kind: PackKind::Group,
                         len,
+                        live_blobs: 0,
                         live_bytes: 0,
                         live_ranges: 0,
                         download_bytes: 0,
@@ -134,11 +135,11 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
             .enumerate()
             .filter(|(_, e)| {
                 let safe_elsewhere = copies
-                    .of_blob(&e.id, &cp.name)
+                    .of_blob(&e.id, &cp.pack.name)
                     .iter()
-                    .any(|q| *q != cp.name && untouched(q));
+                    .any(|q| *q != cp.pack.name && untouched(q));
                 let condemned = cp.ids.binary_search(&e.id).is_ok();
-                let goes = if survivor.get(&e.id) == Some(&cp.name) {
+                let goes = if survivor.get(&e.id) == Some(&cp.pack.name) {
                     false
                 } else {
                     condemned || safe_elsewhere
@@ -156,8 +157,9 @@ pub fn classify(census: &Census, plan: &Plan, now_ms: i64) -> Classified {
         let (live_ranges, download_bytes) = ranges(kept());
         packs.push(Touched {
             cand: Candidate {
-                host: p.host,
-                name: cp.name,
+                pack: PackId::new(p.host, cp.pack.name),
+                kind: p.kind,
+                live_blobs: keep.len() as u64,
                 len: p.len,
                 live_bytes: kept().map(|e| u64::from(e.slen)).sum(),
                 live_ranges,
@@ -184,15 +186,14 @@ pub fn jobs<'a>(
 ) -> BTreeMap<(Id16, u8), Vec<Job<'a>>> {
     let mut out: BTreeMap<(Id16, u8), Vec<Job<'a>>> = BTreeMap::new();
     for (t, a) in touched.iter().zip(actions) {
-        let Some(p) = census.packs.get(&t.cand.name) else {
+        let Some(p) = census.packs.get(&t.cand.pack.name) else {
             continue;
         };
         if matches!(a, Action::Repack { .. }) {
-            out.entry((t.cand.host, t.kind as u8))
+            out.entry((t.cand.pack.host, t.kind as u8))
                 .or_default()
                 .push(Job {
-                    host: t.cand.host,
-                    name: t.cand.name,
+                    pack: t.cand.pack,
                     kind: t.kind,
                     keep: &t.keep,
                     entries: &p.entries,

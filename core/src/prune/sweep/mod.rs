@@ -161,11 +161,11 @@ pub fn plan(
         old_markers: Vec::new(),
         old_state: Vec::new(),
     };
-    let gone: BTreeSet<Id> = w.gone().map(|t| t.cand.name).collect();
+    let gone: BTreeSet<Id> = w.gone().map(|t| t.cand.pack.name).collect();
     w.affected = w
         .gone()
         .filter(|t| !t.superseded)
-        .map(|t| t.cand.host)
+        .map(|t| t.cand.pack.host)
         .collect();
     for host in &w.affected {
         // Kept blobs of repacked packs land in new packs of the same host and kind.
@@ -174,7 +174,7 @@ pub fn plan(
             blobs[usize::from(p.kind != PackKind::Group)] += p.entries.len();
         }
         for (t, a) in w.touched.iter().zip(&w.actions) {
-            if t.cand.host == *host && matches!(a, Action::Repack { .. }) {
+            if t.cand.pack.host == *host && matches!(a, Action::Repack { .. }) {
                 blobs[usize::from(t.kind != PackKind::Group)] += t.keep.len();
             }
         }
@@ -232,8 +232,8 @@ pub fn plan(
     }
     r.packs
         .extend(w.touched.iter().zip(&w.actions).map(|(t, a)| PackDecision {
-            pack: t.cand.name.to_hex(),
-            host: t.cand.host.to_hex(),
+            pack: t.cand.pack.name.to_hex(),
+            host: t.cand.pack.host.to_hex(),
             len: t.cand.len,
             used: t.cand.live_bytes,
             action: a.clone(),
@@ -310,7 +310,7 @@ pub fn execute(
     // 2. Each affected host's index, rewritten without the packs that go; 3. then the
     // index files it replaces. A kill between leaves both, which list only packs that
     // still exist.
-    let gone: BTreeSet<Id> = w.gone().map(|t| t.cand.name).collect();
+    let gone: BTreeSet<Id> = w.gone().map(|t| t.cand.pack.name).collect();
     for host in &w.affected {
         let keys = repo.host_keys_of(*host);
         let survivors = surviving(census, host, &gone);
@@ -324,11 +324,7 @@ pub fn execute(
     }
     // 4. The packs nothing lists any more.
     for t in w.gone() {
-        repo.remove_path(&layout::host_file(
-            &t.cand.host,
-            HostDir::Packs,
-            &t.cand.name,
-        ))?;
+        repo.remove_path(&t.cand.pack.path())?;
     }
     // 5. The record that ends this generation, then the state it makes obsolete.
     let month = super::plan::month_of(now_ms);
@@ -344,7 +340,7 @@ pub fn execute(
         gen: plan.gen,
         plan: plan_name,
         finished_ms: now_ms,
-        deleted: w.gone().map(|t| (t.cand.host, t.cand.name)).collect(),
+        deleted: w.gone().map(|t| t.cand.pack).collect(),
         rescued: r.rescued,
         month,
         month_egress,
