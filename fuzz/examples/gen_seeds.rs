@@ -21,7 +21,7 @@ use cairn_core::crypto::{Key32, Password};
 use cairn_core::index::{IndexFile, IndexPack};
 use cairn_core::pack::writer::PackWriter;
 use cairn_core::pack::{PackEntry, PackHeader, PackKind};
-use cairn_core::prune::plan::{CondemnedPack, Plan, UnindexedPack, SweepRecord};
+use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord, UnindexedPack};
 use cairn_core::session::{SessionMarker, SessionState};
 use cairn_core::snapshot::{Snapshot, Summary};
 use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Tree};
@@ -35,7 +35,9 @@ fn put(target: &str, name: &str, bytes: &[u8]) -> Res {
     if !only.is_empty() && !only.iter().any(|t| t == target) {
         return Ok(());
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     fs::create_dir_all(&dir)?;
     fs::write(dir.join(format!("seed-{name}")), bytes)?;
     Ok(())
@@ -229,7 +231,10 @@ fn main() -> Res {
         version: 1,
         repo_id: REPO,
         admin_pub: signer.verifying_key().to_bytes(),
-        groups: vec![GroupRef { id: GROUP, epoch: 1 }],
+        groups: vec![GroupRef {
+            id: GROUP,
+            epoch: 1,
+        }],
         chunker: ChunkerParams::default(),
         zstd_level: 3,
         pack_target: 16 << 20,
@@ -242,8 +247,16 @@ fn main() -> Res {
     let key = scope_key();
     let snap = snapshot(true).encode();
     let hdr = sealed_header(FileType::Snapshot, WRITER);
-    put("sealed", "snapshot-zstd", &sealed::seal(&key, &hdr, &snap, 3))?;
-    put("sealed", "snapshot-raw", &sealed::seal(&key, &hdr, &snap, 0))?;
+    put(
+        "sealed",
+        "snapshot-zstd",
+        &sealed::seal(&key, &hdr, &snap, 3),
+    )?;
+    put(
+        "sealed",
+        "snapshot-raw",
+        &sealed::seal(&key, &hdr, &snap, 0),
+    )?;
 
     // blob: sealed blobs (mode 0) and bare `codec || body` (mode 1, bound 1 MiB).
     let text = b"hello hello hello hello hello hello hello hello hello hello".repeat(20);

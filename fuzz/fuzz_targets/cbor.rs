@@ -75,7 +75,11 @@ fuzz_target!(|data: &[u8]| {
         let end = pos(&d);
         assert!(start <= end && end <= input.len(), "position out of range");
         match ok {
-            Ok(()) => assert_eq!(&input[start..end], &e.buf[..], "non-canonical read (op {op})"),
+            Ok(()) => assert_eq!(
+                &input[start..end],
+                &e.buf[..],
+                "non-canonical read (op {op})"
+            ),
             Err(_) => break,
         }
         if end == input.len() && op % 16 < 12 {

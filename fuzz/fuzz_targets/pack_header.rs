@@ -16,9 +16,20 @@ fuzz_target!(|data: &[u8]| {
     };
     if mode & 1 == 0 {
         let n = rest.len() as u64;
-        for pack_len in [0, 7, 8, n.saturating_sub(1), n + 1, n + (64 << 10), u64::MAX] {
+        for pack_len in [
+            0,
+            7,
+            8,
+            n.saturating_sub(1),
+            n + 1,
+            n + (64 << 10),
+            u64::MAX,
+        ] {
             if let Ok((off, hlen)) = locate_header(rest, pack_len) {
-                assert!(off + hlen + 8 == pack_len, "header does not end at the trailer");
+                assert!(
+                    off + hlen + 8 == pack_len,
+                    "header does not end at the trailer"
+                );
             }
         }
         let Ok((off, hlen)) = locate_header(rest, n) else {

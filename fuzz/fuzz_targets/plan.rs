@@ -14,9 +14,15 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again, p, "plan round trip");
     assert_eq!(again.encode(), enc, "plan encoding is not stable");
     for cp in &p.packs {
-        assert!(p.pack(&cp.pack.name).is_some(), "a listed pack is not found");
+        assert!(
+            p.pack(&cp.pack.name).is_some(),
+            "a listed pack is not found"
+        );
         for id in &cp.ids {
-            assert!(p.condemns(&cp.pack.name, id), "a listed blob is not condemned");
+            assert!(
+                p.condemns(&cp.pack.name, id),
+                "a listed blob is not condemned"
+            );
         }
     }
 });
