@@ -70,7 +70,7 @@ fn snapshot(parent: bool) -> Snapshot {
         hostname: "laptop".into(),
         username: "simon".into(),
         tags: vec!["daily".into()],
-        parent: parent.then_some(Id([10; 32])),
+        parent: parent.then_some(cairn_core::id::SnapshotId(Id([10; 32]))),
         program: "cairn 0.1.0".into(),
         summary: Summary {
             files_new: 5,

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context as _, Result};
 use cairn_core::forget::{self, GroupKey, Policy};
+use cairn_core::id::SnapshotId;
 use cairn_core::repository::Repository;
 use cairn_core::snapshot::Snapshot;
-use cairn_core::Id;
 use serde_json::{json, Value};
 
 use crate::args::ForgetArgs;
@@ -39,9 +39,9 @@ fn policy(a: &ForgetArgs) -> Policy {
 /// One group's outcome, for printing and removal.
 struct Group<'a> {
     key: GroupKey,
-    keep: Vec<(&'a (Id, Snapshot), Vec<String>)>,
+    keep: Vec<(&'a (SnapshotId, Snapshot), Vec<String>)>,
     keep_json: Vec<Value>,
-    remove: Vec<&'a (Id, Snapshot)>,
+    remove: Vec<&'a (SnapshotId, Snapshot)>,
 }
 
 impl Group<'_> {
@@ -74,7 +74,7 @@ impl Group<'_> {
 }
 
 /// A table like `snapshots` prints, with a column of reasons when there are any.
-fn table(rows: &[(&(Id, Snapshot), Vec<String>)]) -> String {
+fn table(rows: &[(&(SnapshotId, Snapshot), Vec<String>)]) -> String {
     let with_reasons = rows.iter().any(|(_, r)| !r.is_empty());
     let rw = rows
         .iter()
@@ -127,7 +127,7 @@ fn table(rows: &[(&(Id, Snapshot), Vec<String>)]) -> String {
 
 /// Applies the policy to each group.
 fn decide<'a>(
-    snaps: &'a [(Id, Snapshot)],
+    snaps: &'a [(SnapshotId, Snapshot)],
     a: &ForgetArgs,
     policy: &Policy,
 ) -> Result<Vec<Group<'a>>> {
@@ -184,7 +184,7 @@ fn decide<'a>(
 }
 
 /// Removes the snapshot files, stopping at the first failure or at Ctrl-C.
-fn remove(ctx: &Context, repo: &Repository, doomed: &[&(Id, Snapshot)]) -> Result<()> {
+fn remove(ctx: &Context, repo: &Repository, doomed: &[&(SnapshotId, Snapshot)]) -> Result<()> {
     for (id, _) in doomed {
         if ctx.cancel.load(Ordering::SeqCst) {
             return Err(cairn_core::Error::Cancelled.into());
@@ -256,7 +256,7 @@ pub fn run(ctx: &Context, a: &ForgetArgs) -> Result<i32> {
             }
         }
     }
-    let doomed: Vec<&(Id, Snapshot)> = groups
+    let doomed: Vec<&(SnapshotId, Snapshot)> = groups
         .iter()
         .flat_map(|g| g.remove.iter().copied())
         .collect();

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use cairn_core::browse::{self, Visit};
+use cairn_core::id::SnapshotId;
 use cairn_core::repository::TreeCache;
 use cairn_core::snapshot::Snapshot;
 use cairn_core::tree::{Node, NodeKind};
-use cairn_core::Id;
 
 use crate::args::LsArgs;
 use crate::commands::select;
@@ -112,7 +112,7 @@ pub fn node_json(path: &Path, n: &Node) -> serde_json::Value {
 }
 
 /// The snapshot line `ls` and `find` start with.
-pub fn snapshot_json(id: &Id, s: &Snapshot) -> serde_json::Value {
+pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
     serde_json::json!({
         "struct_type": "snapshot",
         "id": id.to_hex(), "short_id": id.short(),

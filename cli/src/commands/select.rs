@@ -2,10 +2,10 @@
 //! user's `latest`/prefix/filters to `cairn_core::snapshot::select`.
 
 use anyhow::Result;
+use cairn_core::id::SnapshotId;
 use cairn_core::repository::Repository;
 use cairn_core::snapshot::select::{self, Filter};
 use cairn_core::snapshot::Snapshot;
-use cairn_core::Id;
 
 use crate::args::Filters;
 
@@ -26,7 +26,7 @@ pub fn matches(s: &Snapshot, f: &Filters) -> bool {
 }
 
 /// Every snapshot, oldest first; damaged snapshot files are reported as warnings.
-pub fn all(repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
+pub fn all(repo: &Repository) -> Result<Vec<(SnapshotId, Snapshot)>> {
     let (ok, bad) = repo.load_snapshots()?;
     for e in bad {
         eprintln!("warning: {e}");
@@ -35,13 +35,17 @@ pub fn all(repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
 }
 
 /// Resolves `latest` or an id prefix to one snapshot.
-pub fn one(repo: &Repository, spec: &str, f: &Filters) -> Result<(Id, Snapshot)> {
+pub fn one(repo: &Repository, spec: &str, f: &Filters) -> Result<(SnapshotId, Snapshot)> {
     Ok(select::resolve(&all(repo)?, spec, &filter(f))?.clone())
 }
 
 /// The snapshots named by `specs` (in the order given, duplicates dropped), or every
 /// snapshot passing the filters when there is none.
-pub fn many(repo: &Repository, specs: &[String], f: &Filters) -> Result<Vec<(Id, Snapshot)>> {
+pub fn many(
+    repo: &Repository,
+    specs: &[String],
+    f: &Filters,
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
     let snaps = all(repo)?;
     Ok(select::many(&snaps, specs, &filter(f))?
         .into_iter()

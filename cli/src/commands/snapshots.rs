@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use cairn_core::id::SnapshotId;
 use cairn_core::snapshot::Snapshot;
-use cairn_core::Id;
 
 use crate::args::SnapshotsArgs;
 use crate::commands::select;
 use crate::context::Context;
 
 /// A snapshot as `snapshots --json` prints it (restic's fields, where they exist).
-pub fn json(id: &Id, s: &Snapshot) -> serde_json::Value {
+pub fn json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
     serde_json::json!({
         "id": id.to_hex(), "short_id": id.short(),
         "time": s.datetime().to_rfc3339(),

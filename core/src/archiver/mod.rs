@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::id::{Id, SnapshotId};
 use crate::repository::packer::{Packer, PackerStats};
 use crate::repository::{Repository, TreeCache};
 use crate::snapshot::{Snapshot, Summary};
@@ -43,7 +43,7 @@ pub struct BackupOptions {
     /// Tags.
     pub tags: Vec<String>,
     /// Snapshot whose unchanged files are reused unread.
-    pub parent: Option<(Id, Snapshot)>,
+    pub parent: Option<(SnapshotId, Snapshot)>,
     /// Exclusion rules.
     pub excluder: Excluder,
     /// Do not cross into other file systems below the given paths.
@@ -75,7 +75,7 @@ impl Progress for NoProgress {}
 /// What a backup did.
 pub struct BackupOutcome {
     /// The snapshot written (`None` on a dry run).
-    pub snapshot_id: Option<Id>,
+    pub snapshot_id: Option<SnapshotId>,
     /// The snapshot (also on a dry run).
     pub snapshot: Snapshot,
     /// Packs, blobs and index files written.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::error::Result;
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, SnapshotId};
 use crate::repository::Repository;
 use crate::session::{SessionMarker, SessionState};
 
@@ -18,7 +18,7 @@ pub fn with_session<T>(
     clock: &dyn Clock,
     gen_seen: u64,
     heartbeat: Duration,
-    backup: impl FnOnce() -> Result<(T, Option<Id>)>,
+    backup: impl FnOnce() -> Result<(T, Option<SnapshotId>)>,
 ) -> Result<T> {
     let started_ms = clock.now_ms();
     let sid = Id16::random();
@@ -59,7 +59,7 @@ pub fn with_session<T>(
             } else {
                 SessionState::Aborted
             };
-            repo.save_session_marker(&marker(state, snapshot))?;
+            repo.save_session_marker(&marker(state, snapshot.map(|s| s.0)))?;
             Ok(v)
         }
         Err(e) => {

@@ -12,7 +12,7 @@ use crate::crypto::blob::BlobType;
 use crate::crypto::keyfile::KeyFile;
 use crate::crypto::sealed::FileType;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, SnapshotId};
 use crate::index::{IndexPack, MasterIndex};
 use crate::pack::{PackEntry, PackKind};
 use crate::repository::Repository;
@@ -244,14 +244,15 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    fn check_snapshots(&mut self) -> Result<Vec<(Id, Snapshot)>> {
+    fn check_snapshots(&mut self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let mut out = Vec::new();
         for name in std::mem::take(&mut self.snapshot_names) {
             self.cancel_point()?;
+            let name = SnapshotId(name);
             match self.repo.load_snapshot(&name) {
                 Ok(s) => out.push((name, s)),
                 Err(e) => {
-                    let path = layout::host_file(&self.host, HostDir::Snapshots, &name);
+                    let path = layout::host_file(&self.host, HostDir::Snapshots, name.as_id());
                     self.report
                         .add(Problem::new(K::SnapshotDamaged, path, reason(&e)));
                 }
@@ -366,9 +367,11 @@ impl<'a> Checker<'a> {
 
     /// Walks every snapshot's trees, each distinct tree once, checking that every tree
     /// opens and every content blob is indexed in a readable pack.
-    fn walk_trees(&mut self, snapshots: &[(Id, Snapshot)]) -> Result<()> {
+    fn walk_trees(&mut self, snapshots: &[(SnapshotId, Snapshot)]) -> Result<()> {
         let mut seen: HashSet<Id> = HashSet::new();
         for (sid, snap) in snapshots {
+            // Problems name the snapshot by its file.
+            let sid = sid.as_id();
             let spath = layout::host_file(&self.host, HostDir::Snapshots, sid);
             let mut stack = vec![(snap.tree, String::from("/"))];
             while let Some((tid, dir)) = stack.pop() {

@@ -11,7 +11,7 @@ use crate::backend::layout::{self, HostDir};
 use crate::crypto::blob::BlobType;
 use crate::crypto::sealed::FileType;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16, IdMap, IdSet, PackId};
+use crate::id::{Id, Id16, IdMap, IdSet, PackId, SnapshotId};
 use crate::index::{IndexFile, MasterIndex};
 use crate::pack::{PackEntry, PackKind};
 use crate::repository::{HostFiles, Repository};
@@ -55,8 +55,8 @@ pub struct Census {
     pub packs: IdMap<IndexedPack>,
     /// Listed packs no index lists, with their lengths.
     pub unindexed: Vec<(PackId, u64)>,
-    /// Every snapshot: (host, name, snapshot).
-    pub snapshots: Vec<(Id16, Id, Snapshot)>,
+    /// Every snapshot: (host, id, snapshot).
+    pub snapshots: Vec<(Id16, SnapshotId, Snapshot)>,
     /// Which indexed blobs some snapshot references (trees and data): one bit per id of
     /// `copies`, an eighth of a byte per blob where a hash set of ids takes about fifty.
     live: Vec<u64>,
@@ -121,7 +121,8 @@ impl Census {
                 }
             }
             for name in &files.snapshots {
-                snapshots.push((*host, *name, repo.load_snapshot_as(&keys, name)?));
+                let name = SnapshotId(*name);
+                snapshots.push((*host, name, repo.load_snapshot_as(&keys, &name)?));
             }
         }
         master.finalize();

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::id::{Id, SnapshotId};
 use crate::repository::packer::Packer;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
@@ -37,9 +37,9 @@ pub struct SnapshotRepairOptions {
 #[derive(Clone, Debug, Serialize)]
 pub struct RepairedSnapshot {
     /// The original snapshot.
-    pub original: Id,
+    pub original: SnapshotId,
     /// The repaired one (`None` on a dry run).
-    pub repaired: Option<Id>,
+    pub repaired: Option<SnapshotId>,
     /// What was dropped: (path in the snapshot, why).
     pub lost: Vec<(String, String)>,
     /// Whether the original was removed.
@@ -76,7 +76,7 @@ pub fn repair_snapshots(
         group: (cfg.groups[0].id, cfg.groups[0].epoch),
         host: (repo.host_id(), 1),
     };
-    let rewrite = |packer: Option<&Packer<'_>>| -> Result<Vec<(Id, Snapshot, Vec<_>)>> {
+    let rewrite = |packer: Option<&Packer<'_>>| -> Result<Vec<(SnapshotId, Snapshot, Vec<_>)>> {
         let mut w = Rewriter {
             repo,
             packer,
@@ -130,7 +130,12 @@ pub fn repair_snapshots(
 }
 
 /// The repaired copy of `snap`: same time and paths, the new tree, the losses on record.
-fn repaired(original: Id, snap: &Snapshot, tree: Id, lost: &[(String, String)]) -> Snapshot {
+fn repaired(
+    original: SnapshotId,
+    snap: &Snapshot,
+    tree: Id,
+    lost: &[(String, String)],
+) -> Snapshot {
     let mut s = snap.clone();
     s.tree = tree;
     s.parent = Some(original);

@@ -7,7 +7,7 @@ use crate::crypto::keys::HostKeys;
 use crate::crypto::sealed::{self, Expect, FileType, SealedHeader};
 use crate::crypto::Key32;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, SnapshotId};
 use crate::index::IndexFile;
 use crate::snapshot::Snapshot;
 
@@ -115,8 +115,9 @@ impl Repository {
     }
 
     /// Writes a snapshot; returns its id.
-    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
         self.save_sealed(HostDir::Snapshots, FileType::Snapshot, &s.encode())
+            .map(SnapshotId)
     }
 
     /// Writes an index file (shared or private, by `private`); returns its name.
@@ -161,14 +162,14 @@ impl Repository {
     }
 
     /// Loads one snapshot by name.
-    pub fn load_snapshot(&self, name: &Id) -> Result<Snapshot> {
+    pub fn load_snapshot(&self, name: &SnapshotId) -> Result<Snapshot> {
         self.load_snapshot_as(&self.host, name)
     }
 
     /// Loads one snapshot of `host` by name.
-    pub fn load_snapshot_as(&self, host: &HostKeys, name: &Id) -> Result<Snapshot> {
-        let path = layout::host_file(&host.host_id, HostDir::Snapshots, name);
-        let bytes = self.read_named(&path, name, "snapshot")?;
+    pub fn load_snapshot_as(&self, host: &HostKeys, name: &SnapshotId) -> Result<Snapshot> {
+        let path = layout::host_file(&host.host_id, HostDir::Snapshots, name.as_id());
+        let bytes = self.read_named(&path, name.as_id(), "snapshot")?;
         let plain =
             self.open_file_as(host, FileType::Snapshot, Some(host.host_id), &path, &bytes)?;
         let s = Snapshot::decode(&plain)
@@ -181,10 +182,11 @@ impl Repository {
 
     /// Loads every snapshot of this host, oldest first. Unreadable snapshot files are
     /// returned as errors alongside, so one damaged file does not hide the others.
-    pub fn load_snapshots(&self) -> Result<Loaded<(Id, Snapshot)>> {
+    pub fn load_snapshots(&self) -> Result<Loaded<(SnapshotId, Snapshot)>> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for name in self.list_names(HostDir::Snapshots)? {
+            let name = SnapshotId(name);
             match self.load_snapshot(&name) {
                 Ok(s) => ok.push((name, s)),
                 Err(e) => bad.push(e),

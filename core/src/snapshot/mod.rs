@@ -4,7 +4,7 @@
 pub mod select;
 
 use crate::cbor::{CborError, Dec, Enc};
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, SnapshotId};
 
 /// Counts of one backup run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -55,7 +55,7 @@ pub struct Snapshot {
     /// Tags.
     pub tags: Vec<String>,
     /// Snapshot whose files were reused unread.
-    pub parent: Option<Id>,
+    pub parent: Option<SnapshotId>,
     /// Program version.
     pub program: String,
     /// Counts.
@@ -159,7 +159,7 @@ impl Snapshot {
         e.key(7);
         encode_strs(&mut e, &self.tags);
         if let Some(p) = &self.parent {
-            e.key(8).bytes(&p.0);
+            e.key(8).bytes(&p.0 .0);
         }
         e.key(9).text(&self.program);
         e.key(10);
@@ -206,7 +206,7 @@ impl Snapshot {
                 5 => s.hostname = d.text()?.to_owned(),
                 6 => s.username = d.text()?.to_owned(),
                 7 => s.tags = decode_strs(&mut d)?,
-                8 => s.parent = Some(Id(d.fixed()?)),
+                8 => s.parent = Some(SnapshotId(Id(d.fixed()?))),
                 9 => s.program = d.text()?.to_owned(),
                 10 => {
                     d.enter()?;
@@ -244,7 +244,7 @@ mod tests {
             hostname: "laptop".into(),
             username: "simon".into(),
             tags: vec!["daily".into()],
-            parent: Some(Id([3; 32])),
+            parent: Some(SnapshotId(Id([3; 32]))),
             program: "cairn 0.1.0".into(),
             summary: Summary {
                 files_new: 5,

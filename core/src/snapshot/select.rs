@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::Snapshot;
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::id::SnapshotId;
 
 /// Which snapshots a command considers (restic's `--host`, `--tag`, `--path`).
 #[derive(Clone, Debug, Default)]
@@ -70,10 +70,10 @@ pub fn by_prefix<'a, T>(
 /// Resolves `latest` (the newest snapshot passing `f`) or an id prefix among `snaps`
 /// (oldest first).
 pub fn resolve<'a>(
-    snaps: &'a [(Id, Snapshot)],
+    snaps: &'a [(SnapshotId, Snapshot)],
     spec: &str,
     f: &Filter,
-) -> Result<&'a (Id, Snapshot)> {
+) -> Result<&'a (SnapshotId, Snapshot)> {
     if spec == "latest" {
         return snaps
             .iter()
@@ -89,14 +89,14 @@ pub fn resolve<'a>(
 /// The snapshots named by `specs` (in the order given, duplicates dropped), or every
 /// snapshot passing `f` when there is none.
 pub fn many<'a>(
-    snaps: &'a [(Id, Snapshot)],
+    snaps: &'a [(SnapshotId, Snapshot)],
     specs: &[String],
     f: &Filter,
-) -> Result<Vec<&'a (Id, Snapshot)>> {
+) -> Result<Vec<&'a (SnapshotId, Snapshot)>> {
     if specs.is_empty() {
         return Ok(snaps.iter().filter(|(_, s)| f.matches(s)).collect());
     }
-    let mut out: Vec<&(Id, Snapshot)> = Vec::with_capacity(specs.len());
+    let mut out: Vec<&(SnapshotId, Snapshot)> = Vec::with_capacity(specs.len());
     for spec in specs {
         let x = resolve(snaps, spec, f)?;
         if !out.iter().any(|(id, _)| *id == x.0) {
@@ -109,10 +109,10 @@ pub fn many<'a>(
 /// The parent a backup of `paths` as `host` reuses unchanged files from: the newest
 /// snapshot of the same host with the same set of paths, as restic chooses.
 pub fn parent<'a>(
-    snaps: &'a [(Id, Snapshot)],
+    snaps: &'a [(SnapshotId, Snapshot)],
     host: &str,
     paths: &[PathBuf],
-) -> Option<&'a (Id, Snapshot)> {
+) -> Option<&'a (SnapshotId, Snapshot)> {
     let mut want: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     want.sort();
     snaps.iter().rev().find(|(_, s)| {
@@ -134,12 +134,12 @@ pub fn split_subpath(spec: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::Id16;
+    use crate::id::{Id, Id16};
     use crate::snapshot::Summary;
 
-    fn snap(n: u8, host: &str, paths: &[&str], tags: &[&str]) -> (Id, Snapshot) {
+    fn snap(n: u8, host: &str, paths: &[&str], tags: &[&str]) -> (SnapshotId, Snapshot) {
         (
-            Id([n; 32]),
+            SnapshotId(Id([n; 32])),
             Snapshot {
                 host_id: Id16([1; 16]),
                 time_ns: i64::from(n),
@@ -165,7 +165,7 @@ mod tests {
         let none = Filter::default();
         assert_eq!(
             resolve(&snaps, "latest", &none).map(|x| x.0).ok(),
-            Some(Id([0x21; 32]))
+            Some(SnapshotId(Id([0x21; 32])))
         );
         let a = Filter {
             hosts: vec!["b".into()],
@@ -173,11 +173,11 @@ mod tests {
         };
         assert_eq!(
             resolve(&snaps, "latest", &a).map(|x| x.0).ok(),
-            Some(Id([0x12; 32]))
+            Some(SnapshotId(Id([0x12; 32])))
         );
         assert_eq!(
             resolve(&snaps, "2121", &none).map(|x| x.0).ok(),
-            Some(Id([0x21; 32]))
+            Some(SnapshotId(Id([0x21; 32])))
         );
         assert!(
             matches!(resolve(&snaps, "1", &none), Err(Error::InvalidInput(m)) if m.contains("ambiguous (2 match)"))
@@ -200,10 +200,10 @@ mod tests {
             "a",
             &[PathBuf::from("/etc"), PathBuf::from("/home")],
         );
-        assert_eq!(p.map(|x| x.0), Some(Id([0x21; 32])));
+        assert_eq!(p.map(|x| x.0), Some(SnapshotId(Id([0x21; 32]))));
         assert_eq!(
             parent(&snaps, "a", &[PathBuf::from("/etc")]).map(|x| x.0),
-            Some(Id([0x11; 32]))
+            Some(SnapshotId(Id([0x11; 32])))
         );
         assert_eq!(split_subpath("latest:/etc"), ("latest", Some("/etc")));
     }

@@ -12,7 +12,7 @@ use cairn_core::backend::layout::{self, HostDir};
 use cairn_core::backend::{Backend, BackendErrorKind};
 use cairn_core::check::{check, CheckOptions, NoCheckProgress, Subset};
 use cairn_core::clock::{Clock, FakeClock};
-use cairn_core::id::{Id, Id16};
+use cairn_core::id::{Id, Id16, SnapshotId};
 use cairn_core::prune::lock::PruneLock;
 use cairn_core::prune::payback::Policy;
 use cairn_core::prune::price::PriceProfile;
@@ -78,15 +78,15 @@ fn tree(files: &BTreeMap<&str, Vec<u8>>) -> tempfile::TempDir {
     d
 }
 
-fn snap(repo: &Repository, src: &Path, time: i64) -> (Id, Snapshot) {
+fn snap(repo: &Repository, src: &Path, time: i64) -> (SnapshotId, Snapshot) {
     let mut o = backup_opts(vec![src.to_path_buf()]);
     o.time_ns = time;
     let out = backup(repo, &o, None, &NoProgress, &AtomicBool::new(false)).unwrap();
     (out.snapshot_id.unwrap(), out.snapshot)
 }
 
-fn forget(b: &dyn Backend, host: Id16, id: &Id) {
-    b.remove(&layout::host_file(&host, HostDir::Snapshots, id))
+fn forget(b: &dyn Backend, host: Id16, id: &SnapshotId) {
+    b.remove(&layout::host_file(&host, HostDir::Snapshots, id.as_id()))
         .unwrap();
 }
 
@@ -302,7 +302,7 @@ fn another_hosts_data_survives_a_prune_of_this_hosts_snapshots() {
     assert_restores(&mut f.repo, &f.keep, f.src.path(), &f.files);
 
     // Now forget the other host's snapshot: its packs go, ours stay.
-    let names: Vec<Id> = b
+    let names: Vec<SnapshotId> = b
         .list(&layout::host_dir(&Id16([0x42; 16]), HostDir::Snapshots))
         .unwrap()
         .map(|i| i.unwrap().path.rsplit('/').next().unwrap().parse().unwrap())

@@ -10,7 +10,7 @@ use cairn_core::archiver::{backup, NoProgress};
 use cairn_core::backend::layout::{self, HostDir};
 use cairn_core::backend::Backend;
 use cairn_core::check::{check, CheckOptions, CheckReport, NoCheckProgress, ProblemKind, Subset};
-use cairn_core::id::{Id, Id16};
+use cairn_core::id::{Id, Id16, SnapshotId};
 use cairn_core::pack::PackKind;
 use cairn_core::prune::lock::PruneLock;
 use cairn_core::prune::plan::{CondemnedPack, Plan};
@@ -28,7 +28,7 @@ struct Fixture {
     repo: Repository,
     src: tempfile::TempDir,
     files: BTreeMap<&'static str, Vec<u8>>,
-    snapshot: Id,
+    snapshot: SnapshotId,
 }
 
 /// One snapshot with group data (small and chunked), private data and nested trees.
