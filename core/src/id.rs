@@ -81,51 +81,66 @@ impl serde::Serialize for Id {
     }
 }
 
-/// A snapshot's id: the name of its file (BLAKE3 of the sealed bytes). A type of its own,
-/// so a snapshot id cannot be passed where a blob, pack or index file id is meant.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct SnapshotId(pub Id);
+/// An id of its own type for one kind of repository file (the file's name, the BLAKE3 of
+/// its bytes), so that one kind cannot be passed where another is meant.
+macro_rules! file_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub Id);
 
-impl SnapshotId {
-    /// The first 8 hex characters, for humans.
-    pub fn short(&self) -> String {
-        self.0.short()
-    }
+        impl $name {
+            /// The first 8 hex characters, for humans.
+            pub fn short(&self) -> String {
+                self.0.short()
+            }
 
-    /// Full lowercase hex.
-    pub fn to_hex(&self) -> String {
-        self.0.to_hex()
-    }
+            /// Full lowercase hex.
+            pub fn to_hex(&self) -> String {
+                self.0.to_hex()
+            }
 
-    /// The file name it is.
-    pub fn as_id(&self) -> &Id {
-        &self.0
-    }
+            /// The file name it is.
+            pub fn as_id(&self) -> &Id {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.short())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map(Self)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize(s)
+            }
+        }
+    };
 }
 
-impl fmt::Display for SnapshotId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
+file_id! {
+    /// A snapshot's id: the name of its file.
+    SnapshotId
 }
 
-impl fmt::Debug for SnapshotId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SnapshotId({})", self.0.short())
-    }
-}
-
-impl FromStr for SnapshotId {
-    type Err = ParseIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse().map(Self)
-    }
-}
-
-impl serde::Serialize for SnapshotId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
+file_id! {
+    /// An index file's name (shared or tree index).
+    IndexFileId
 }
 
 /// A pack: its name and the host prefix it lives under (`hosts/<host>/packs/`). Every host

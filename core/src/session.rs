@@ -5,7 +5,7 @@
 //! its BLAKE3 and the admin's Sweep removes old ones.
 
 use crate::cbor::{CborError, Dec, Enc};
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, SnapshotId};
 
 /// Where a session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct SessionMarker {
     /// Where it stands.
     pub state: SessionState,
     /// The snapshot written, once committed.
-    pub snapshot: Option<Id>,
+    pub snapshot: Option<SnapshotId>,
 }
 
 impl SessionMarker {
@@ -48,7 +48,7 @@ impl SessionMarker {
         e.key(4).u64(self.gen_seen);
         e.key(5).u64(self.state as u64);
         if let Some(s) = &self.snapshot {
-            e.key(6).bytes(&s.0);
+            e.key(6).bytes(&s.0 .0);
         }
         e.buf
     }
@@ -88,7 +88,7 @@ impl SessionMarker {
         };
         let snapshot = if n == 7 {
             field(&mut d, 6)?;
-            Some(Id(d.fixed()?))
+            Some(SnapshotId(Id(d.fixed()?)))
         } else {
             None
         };
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for snapshot in [None, Some(Id([9; 32]))] {
+        for snapshot in [None, Some(SnapshotId(Id([9; 32])))] {
             let m = SessionMarker {
                 sid: Id16([1; 16]),
                 started_ms: 5,

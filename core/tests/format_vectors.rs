@@ -419,7 +419,7 @@ fn session_marker(v: &mut Vector) {
             1 => SessionState::Committed,
             _ => SessionState::Aborted,
         },
-        snapshot: Some(Id(v.arr("snapshot"))),
+        snapshot: Some(cairn_core::id::SnapshotId(Id(v.arr("snapshot")))),
     };
     let enc = m.encode();
     v.check_hex("cbor", &enc);

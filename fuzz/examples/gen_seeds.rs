@@ -359,7 +359,11 @@ fn main() -> Res {
     put(
         "session_marker",
         "committed",
-        &marker(SessionState::Committed, Some(Id([62; 32]))).encode(),
+        &marker(
+            SessionState::Committed,
+            Some(cairn_core::id::SnapshotId(Id([62; 32]))),
+        )
+        .encode(),
     )?;
     Ok(())
 }

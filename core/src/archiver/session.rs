@@ -59,7 +59,7 @@ pub fn with_session<T>(
             } else {
                 SessionState::Aborted
             };
-            repo.save_session_marker(&marker(state, snapshot.map(|s| s.0)))?;
+            repo.save_session_marker(&marker(state, snapshot))?;
             Ok(v)
         }
         Err(e) => {

@@ -12,7 +12,7 @@ use crate::crypto::blob::BlobType;
 use crate::crypto::keyfile::KeyFile;
 use crate::crypto::sealed::FileType;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16, SnapshotId};
+use crate::id::{Id, Id16, IndexFileId, SnapshotId};
 use crate::index::{IndexPack, MasterIndex};
 use crate::pack::{PackEntry, PackKind};
 use crate::repository::Repository;
@@ -206,10 +206,13 @@ impl<'a> Checker<'a> {
                 HostDir::Index => (FileType::SharedIndex, true),
                 _ => (FileType::PrivateIndex, false),
             };
-            match self
-                .repo
-                .read_index_file(self.repo.own_keys(), &path, &name, ftype, false)
-            {
+            match self.repo.read_index_file(
+                self.repo.own_keys(),
+                &path,
+                &IndexFileId(name),
+                ftype,
+                false,
+            ) {
                 Err(e) => {
                     let p = Problem::new(K::IndexFileDamaged, path, reason(&e));
                     self.report.add(p);

@@ -96,7 +96,7 @@ impl Census {
                 ),
             ] {
                 for name in names {
-                    let path = layout::host_file(host, dir, name);
+                    let path = layout::host_file(host, dir, name.as_id());
                     let f: IndexFile = repo.read_index_file(&keys, &path, name, ftype, true)?;
                     // The walk looks up trees only, and trees are in private index files:
                     // a master index of every data blob would double the census's memory.
@@ -121,8 +121,7 @@ impl Census {
                 }
             }
             for name in &files.snapshots {
-                let name = SnapshotId(*name);
-                snapshots.push((*host, name, repo.load_snapshot_as(&keys, &name)?));
+                snapshots.push((*host, *name, repo.load_snapshot_as(&keys, name)?));
             }
         }
         master.finalize();

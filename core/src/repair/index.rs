@@ -166,7 +166,7 @@ fn read_old_index(
         (HostDir::TreeIndex, FileType::PrivateIndex, &files.tindex),
     ] {
         for name in names {
-            let path = layout::host_file(&host, dir, name);
+            let path = layout::host_file(&host, dir, name.as_id());
             match repo.read_index_file(&keys, &path, name, ftype, false) {
                 Ok(f) => {
                     for p in f.packs {

@@ -7,7 +7,7 @@ use crate::crypto::keys::HostKeys;
 use crate::crypto::sealed::{self, Expect, FileType, SealedHeader};
 use crate::crypto::Key32;
 use crate::error::{Error, Result};
-use crate::id::{Id, Id16, SnapshotId};
+use crate::id::{Id, Id16, IndexFileId, SnapshotId};
 use crate::index::IndexFile;
 use crate::snapshot::Snapshot;
 
@@ -121,7 +121,7 @@ impl Repository {
     }
 
     /// Writes an index file (shared or private, by `private`); returns its name.
-    pub fn save_index_file(&self, f: &IndexFile, private: bool) -> Result<Id> {
+    pub fn save_index_file(&self, f: &IndexFile, private: bool) -> Result<IndexFileId> {
         self.save_index_file_as(&self.host, f, private)
     }
 
@@ -131,17 +131,14 @@ impl Repository {
         host: &HostKeys,
         f: &IndexFile,
         private: bool,
-    ) -> Result<Id> {
-        if private {
-            self.save_sealed_as(
-                host,
-                HostDir::TreeIndex,
-                FileType::PrivateIndex,
-                &f.encode(),
-            )
+    ) -> Result<IndexFileId> {
+        let (dir, ftype) = if private {
+            (HostDir::TreeIndex, FileType::PrivateIndex)
         } else {
-            self.save_sealed_as(host, HostDir::Index, FileType::SharedIndex, &f.encode())
-        }
+            (HostDir::Index, FileType::SharedIndex)
+        };
+        self.save_sealed_as(host, dir, ftype, &f.encode())
+            .map(IndexFileId)
     }
 
     /// Names of this host's files in `dir`.
@@ -208,7 +205,7 @@ impl Repository {
         ] {
             for name in self.list_names(dir)? {
                 let path = layout::host_file(&self.host.host_id, dir, &name);
-                match self.read_index_file(&self.host, &path, &name, ftype, true) {
+                match self.read_index_file(&self.host, &path, &IndexFileId(name), ftype, true) {
                     Ok(f) => out.push((path, f)),
                     Err(e) => bad.push(e),
                 }
@@ -222,10 +219,11 @@ impl Repository {
         &self,
         host: &HostKeys,
         path: &str,
-        name: &Id,
+        name: &IndexFileId,
         ftype: FileType,
         cached: bool,
     ) -> Result<IndexFile> {
+        let name = name.as_id();
         // `check` reads the repository itself (cached = false); loading the index may use
         // the local copy, which is only used while it still hashes to its name.
         let bytes = match (&self.cache, cached) {

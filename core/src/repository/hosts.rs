@@ -7,7 +7,7 @@ use super::Repository;
 use crate::backend::layout::{self, HostDir};
 use crate::crypto::keys::HostKeys;
 use crate::error::Result;
-use crate::id::{Id, Id16};
+use crate::id::{Id, Id16, IndexFileId, SnapshotId};
 
 /// One host's files, as one listing found them.
 #[derive(Clone, Debug, Default)]
@@ -15,11 +15,11 @@ pub struct HostFiles {
     /// Packs with their sizes.
     pub packs: Vec<(Id, u64)>,
     /// Shared index files.
-    pub index: Vec<Id>,
+    pub index: Vec<IndexFileId>,
     /// Tree/private index files.
-    pub tindex: Vec<Id>,
+    pub tindex: Vec<IndexFileId>,
     /// Snapshots.
-    pub snapshots: Vec<Id>,
+    pub snapshots: Vec<SnapshotId>,
     /// Session markers.
     pub sessions: Vec<Id>,
 }
@@ -28,9 +28,9 @@ impl HostFiles {
     fn push(&mut self, dir: HostDir, name: Id, size: u64) {
         match dir {
             HostDir::Packs => self.packs.push((name, size)),
-            HostDir::Index => self.index.push(name),
-            HostDir::TreeIndex => self.tindex.push(name),
-            HostDir::Snapshots => self.snapshots.push(name),
+            HostDir::Index => self.index.push(IndexFileId(name)),
+            HostDir::TreeIndex => self.tindex.push(IndexFileId(name)),
+            HostDir::Snapshots => self.snapshots.push(SnapshotId(name)),
             HostDir::Sessions => self.sessions.push(name),
         }
     }
