@@ -41,6 +41,19 @@ fn generations(f: &Fixture) -> (PathBuf, Vec<PathBuf>) {
     (src, copies)
 }
 
+/// A fresh remote repository in `dir` with five generations, the first three forgotten.
+fn forgotten(dir: tempfile::TempDir, c: crate::support::Cairn) -> (Fixture, PathBuf, Vec<PathBuf>) {
+    c.init();
+    let f = Fixture {
+        dir,
+        cairn: c,
+        local_repo: None,
+    };
+    let (src, copies) = generations(&f);
+    f.cairn.json(&["forget", "--keep-last", "2"]);
+    (f, src, copies)
+}
+
 fn check_read_data(f: &Fixture) {
     let out = f.cairn.run(&["check", "--read-data"]);
     assert_eq!(out.code, 0, "check after prune: {out:#?}");
@@ -366,14 +379,7 @@ fn network_drops_mid_repack(remote: Remote) {
     let Some((c, proxy)) = via_proxy(remote, dir.path()) else {
         return;
     };
-    c.init();
-    let f = Fixture {
-        dir,
-        cairn: c,
-        local_repo: None,
-    };
-    let (src, copies) = generations(&f);
-    f.cairn.json(&["forget", "--keep-last", "2"]);
+    let (f, src, copies) = forgotten(dir, c);
     let prune = ["prune", "--instant", "--max-unused", "0%"];
 
     // A long outage once the new packs start going up: retries give up, nothing is lost.
@@ -452,14 +458,7 @@ fn versioned_bucket_prune_deletes_every_version() {
         c.opts.push("-o".into());
         c.opts
             .push(format!("s3.delete-versions={delete_versions}").into());
-        c.init();
-        let f = Fixture {
-            dir,
-            cairn: c,
-            local_repo: None,
-        };
-        let (src, copies) = generations(&f);
-        f.cairn.json(&["forget", "--keep-last", "2"]);
+        let (f, src, copies) = forgotten(dir, c);
         let prune = ["prune", "--instant", "--max-unused", "0%"];
         let mut dry_args = prune.to_vec();
         dry_args.push("--dry-run");

@@ -97,6 +97,18 @@ fn unreachable_gcm() -> Tag {
 
 /// Opens `S`, returning `C`. `Err` names the failing stage.
 pub fn open(ck: &[u8; 32], aad: &[u8; AAD_LEN], stored: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::new();
+    open_into(ck, aad, stored, &mut out)?;
+    Ok(out)
+}
+
+/// [`open`] into `out` (cleared first), which a caller opening many blobs reuses.
+fn open_into(
+    ck: &[u8; 32],
+    aad: &[u8; AAD_LEN],
+    stored: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
     if stored.len() < SEAL_OVERHEAD + 1 {
         return Err("length");
     }
@@ -105,13 +117,12 @@ pub fn open(ck: &[u8; 32], aad: &[u8; AAD_LEN], stored: &[u8]) -> Result<Vec<u8>
     }
     let nonce = Nonce::from_slice(&stored[1..13]);
     let (body, tag) = stored[13..].split_at(stored.len() - 13 - 16);
-    let mut out = body.to_vec();
+    out.clear();
+    out.extend_from_slice(body);
     let k_enc = dk(ctx::BLOB_ENC, ck);
-    let cipher = Aes256Gcm::new(k_enc.expose().into());
-    cipher
-        .decrypt_in_place_detached(nonce, aad, &mut out, Tag::from_slice(tag))
-        .map_err(|_| "aead")?;
-    Ok(out)
+    Aes256Gcm::new(k_enc.expose().into())
+        .decrypt_in_place_detached(nonce, aad, out, Tag::from_slice(tag))
+        .map_err(|_| "aead")
 }
 
 /// Checks stored bytes without decompressing them: the AEAD tag under `ck`, and the
@@ -125,22 +136,9 @@ pub fn verify(ck: &[u8; 32], aad: &[u8; AAD_LEN], stored: &[u8]) -> Result<(), &
         // instead of an allocation each.
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    if stored.len() < SEAL_OVERHEAD + 1 {
-        return Err("length");
-    }
-    if stored[0] != BLOB_VERSION {
-        return Err("version");
-    }
-    let nonce = Nonce::from_slice(&stored[1..13]);
-    let (body, tag) = stored[13..].split_at(stored.len() - 13 - 16);
     SCRATCH.with(|scratch| {
         let mut c = scratch.borrow_mut();
-        c.clear();
-        c.extend_from_slice(body);
-        let k_enc = dk(ctx::BLOB_ENC, ck);
-        Aes256Gcm::new(k_enc.expose().into())
-            .decrypt_in_place_detached(nonce, aad, &mut c, Tag::from_slice(tag))
-            .map_err(|_| "aead")?;
+        open_into(ck, aad, stored, &mut c)?;
         let k_siv = dk(ctx::BLOB_SIV, ck);
         let mut h = blake3::Hasher::new_keyed(k_siv.expose());
         h.update(aad);
