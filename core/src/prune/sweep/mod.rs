@@ -191,13 +191,18 @@ pub fn plan(
         );
     }
     for (host, latest, newest, names) in sessions {
-        // Ended sessions need no marker; running ones only their newest.
+        // Ended sessions need no marker; running ones only their newest. The marker that
+        // ended a session goes last: a sweep killed between two removals must not leave
+        // a session's "running" marker alone, which would look like a live backup to the
+        // next prune (and hold back its sweep for the dead-session limit).
         let ended = latest.state != SessionState::Running;
-        for name in names {
-            if ended || name != newest {
-                w.old_markers
-                    .push(layout::host_file(host, HostDir::Sessions, name));
-            }
+        for name in names.iter().filter(|n| *n != newest) {
+            w.old_markers
+                .push(layout::host_file(host, HostDir::Sessions, name));
+        }
+        if ended {
+            w.old_markers
+                .push(layout::host_file(host, HostDir::Sessions, newest));
         }
     }
     w.old_state = state
