@@ -1,12 +1,25 @@
 //! Human or JSON output of a command's result.
 
+use std::io::Write as _;
+
 use crate::context::Context;
+
+/// Standard output for a command's results. Every result goes through here, written (not
+/// `println!`'d), so a closed pipe (`cairn snapshots | head -1`) comes back as a
+/// `BrokenPipe` error, which `main` turns into a quiet exit 0, instead of a panic.
+pub fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
 
 /// Prints `json` with `--json`, otherwise the human text (unless `--quiet`).
 ///
 /// A summary document (`"message_type": "summary"`) also gets the run's storage
 /// requests by class and their estimated cost, so a script can see what a run cost.
-pub fn result(ctx: &Context, json: &serde_json::Value, human: impl FnOnce() -> String) {
+pub fn result(
+    ctx: &Context,
+    json: &serde_json::Value,
+    human: impl FnOnce() -> String,
+) -> std::io::Result<()> {
     if ctx.global.json {
         let mut json = json.clone();
         if json["message_type"] == "summary" {
@@ -17,10 +30,11 @@ pub fn result(ctx: &Context, json: &serde_json::Value, human: impl FnOnce() -> S
                 json["estimated_cost_usd"] = cost.into();
             }
         }
-        println!("{json}");
+        writeln!(stdout(), "{json}")?;
     } else if !ctx.global.quiet {
-        println!("{}", human());
+        writeln!(stdout(), "{}", human())?;
     }
+    Ok(())
 }
 
 /// Bytes for humans (binary units, like restic).

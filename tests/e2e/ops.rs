@@ -344,3 +344,65 @@ fn prefix_restricted_key_stays_in_its_prefix() {
     );
     drop(admin);
 }
+
+/// Every listing command piped into `head -c 1` ends quietly: a closed pipe is a normal
+/// end (exit 0, nothing on stderr but progress), never a panic with a backtrace.
+#[test]
+fn a_closed_pipe_ends_every_listing_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let f = Fixture::new();
+    let src = f.path("src");
+    for d in 0..20 {
+        let dir = src.join(format!("directory-with-a-long-name-{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..50 {
+            std::fs::write(dir.join(format!("file-{i:03}.txt")), format!("{d} {i}")).unwrap();
+        }
+    }
+    // Enough snapshots and files that every listing outgrows the pipe's 64 KiB buffer.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let out = f.cairn.json(&["backup", s(&src)]);
+        ids.push(out["snapshot_id"].as_str().unwrap().to_owned());
+    }
+    for _ in 0..200 {
+        f.cairn
+            .json(&["backup", s(&src.join("directory-with-a-long-name-00"))]);
+    }
+    let (a, b) = (&ids[0][..8], &ids[2][..8]);
+    let listings: Vec<Vec<&str>> = vec![
+        vec!["snapshots"],
+        vec!["--json", "snapshots"],
+        vec!["ls", "latest"],
+        vec!["--json", "ls", "latest"],
+        vec!["find", "*"],
+        vec!["diff", a, b],
+        vec!["key", "list"],
+        vec!["--json", "key", "list"],
+        vec!["check"],
+        vec!["stats"],
+        vec!["forget", "--keep-last", "1", "--dry-run"],
+    ];
+    for args in listings {
+        let mut child = f
+            .cairn
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 1];
+        let mut stdout = child.stdout.take().unwrap();
+        stdout.read_exact(&mut first).unwrap();
+        drop(stdout); // what `head -c 1` does
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

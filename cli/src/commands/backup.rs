@@ -274,6 +274,6 @@ pub fn run(ctx: &Context, a: &BackupArgs) -> Result<i32> {
             ));
         }
         t
-    });
+    })?;
     Ok(if s.errors.is_empty() { 0 } else { 3 })
 }

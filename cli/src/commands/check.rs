@@ -1,5 +1,6 @@
 //! `cairn check`.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use cairn_core::check::{check, CheckOptions, CheckProgress, Subset};
 
 use crate::args::CheckArgs;
 use crate::context::Context;
+use crate::output;
 
 /// Phases on stderr (stdout carries the result) and Ctrl-C.
 struct Phases {
@@ -43,18 +45,18 @@ pub fn run(ctx: &Context, a: &CheckArgs) -> Result<i32> {
     let report = check(&repo, &CheckOptions { read_data }, &progress)?;
     let code = if report.is_ok() { 0 } else { 1 };
     if ctx.global.json {
-        println!("{}", serde_json::to_value(&report)?);
+        writeln!(output::stdout(), "{}", serde_json::to_value(&report)?)?;
         return Ok(code);
     }
     // Errors are printed even with --quiet: they are the point of the command.
     for p in &report.errors {
-        println!("error: {p}");
+        writeln!(output::stdout(), "error: {p}")?;
     }
     if ctx.global.quiet {
         return Ok(code);
     }
     for p in &report.warnings {
-        println!("warning: {p}");
+        writeln!(output::stdout(), "warning: {p}")?;
     }
     let read = if report.read_data {
         format!(
@@ -64,14 +66,17 @@ pub fn run(ctx: &Context, a: &CheckArgs) -> Result<i32> {
     } else {
         String::new()
     };
-    println!(
+    writeln!(
+        output::stdout(),
         "{} snapshots, {} trees, {} packs{read}",
-        report.snapshots, report.trees, report.packs
-    );
+        report.snapshots,
+        report.trees,
+        report.packs
+    )?;
     match report.errors.len() {
-        0 => println!("no errors were found"),
-        1 => println!("1 error"),
-        n => println!("{n} errors"),
+        0 => writeln!(output::stdout(), "no errors were found")?,
+        1 => writeln!(output::stdout(), "1 error")?,
+        n => writeln!(output::stdout(), "{n} errors")?,
     }
     Ok(code)
 }

@@ -59,6 +59,6 @@ pub fn run(ctx: &Context, a: &InitArgs) -> Result<i32> {
         || {
             format!("created cairn repository {} at {loc}\n\nKeep the password safe: without it the data cannot be restored.", repo.config().repo_id)
         },
-    );
+    )?;
     Ok(0)
 }

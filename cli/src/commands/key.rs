@@ -1,5 +1,7 @@
 //! `cairn key add | list | remove | passwd`.
 
+use std::io::Write as _;
+
 use anyhow::Result;
 
 use crate::args::KeyCommand;
@@ -19,23 +21,30 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32> {
             let id = repo.add_key(&pw, kdf(k), label())?;
             output::result(ctx, &serde_json::json!({"added": id.to_hex()}), || {
                 format!("saved new key {id}")
-            });
+            })?;
         }
         KeyCommand::List => {
             let keys = repo.list_keys()?;
             if ctx.global.json {
-                println!("{}", serde_json::to_value(&keys)?);
+                writeln!(output::stdout(), "{}", serde_json::to_value(&keys)?)?;
             } else if !ctx.global.quiet {
-                println!(" {:<34} {:<24} {:<26} KDF", "ID", "Label", "Created");
+                writeln!(
+                    output::stdout(),
+                    " {:<34} {:<24} {:<26} KDF",
+                    "ID",
+                    "Label",
+                    "Created"
+                )?;
                 for k in keys {
-                    println!(
+                    writeln!(
+                        output::stdout(),
                         "{}{:<34} {:<24} {:<26} {} MiB",
                         if k.current { "*" } else { " " },
                         k.id,
                         k.label,
                         k.created,
                         k.kdf_m_kib / 1024
-                    );
+                    )?;
                 }
             }
         }
@@ -43,7 +52,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32> {
             let removed = repo.remove_key(id)?;
             output::result(ctx, &serde_json::json!({"removed": removed}), || {
                 format!("removed key {removed}")
-            });
+            })?;
         }
         KeyCommand::Passwd {
             new_password_file,
@@ -53,7 +62,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32> {
             let id = repo.change_password(&pw, kdf(k), label())?;
             output::result(ctx, &serde_json::json!({"new_key": id.to_hex()}), || {
                 format!("password changed (new key {id})")
-            });
+            })?;
         }
     }
     Ok(0)

@@ -147,6 +147,6 @@ pub fn run(ctx: &Context, a: &MirrorArgs) -> Result<i32> {
             ));
         }
         t
-    });
+    })?;
     Ok(if report.is_complete() { 0 } else { 3 })
 }

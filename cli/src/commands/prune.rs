@@ -211,7 +211,7 @@ pub fn prune_open(
     if let Some((a, b)) = &measured {
         json["measured"] = diff(a, b);
     }
-    output::result(ctx, &json, || human(&report, &price, measured.as_ref()));
+    output::result(ctx, &json, || human(&report, &price, measured.as_ref()))?;
     Ok(0)
 }
 

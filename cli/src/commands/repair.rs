@@ -47,7 +47,7 @@ fn index(ctx: &Context, dry_run: bool) -> Result<i32> {
             eprintln!("warning: {w}");
         }
     }
-    output::result(ctx, &summary(&r)?, || index_text(&r));
+    output::result(ctx, &summary(&r)?, || index_text(&r))?;
     Ok(0)
 }
 
@@ -87,7 +87,7 @@ fn snapshots(ctx: &Context, dry_run: bool, forget: bool) -> Result<i32> {
             eprintln!("warning: {u} (cannot be repaired)");
         }
     }
-    output::result(ctx, &summary(&r)?, || snapshots_text(&r));
+    output::result(ctx, &summary(&r)?, || snapshots_text(&r))?;
     Ok(0)
 }
 

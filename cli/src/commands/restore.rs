@@ -75,7 +75,7 @@ pub fn run(ctx: &Context, a: &RestoreArgs) -> Result<i32> {
                 if a.delete { format!(", {} removed", s.deleted) } else { String::new() },
             )
         },
-    );
+    )?;
     if !s.errors.is_empty() || !s.verify_failures.is_empty() {
         bail!(
             "restore incomplete: {} errors, {} verify failures",

@@ -1,6 +1,7 @@
 //! `cairn snapshots`.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 
 use anyhow::Result;
 use cairn_core::id::SnapshotId;
@@ -9,6 +10,7 @@ use cairn_core::snapshot::Snapshot;
 use crate::args::SnapshotsArgs;
 use crate::commands::select;
 use crate::context::Context;
+use crate::output;
 
 /// A snapshot as `snapshots --json` prints it (restic's fields, where they exist).
 pub fn json(id: &SnapshotId, s: &Snapshot) -> serde_json::Value {
@@ -55,17 +57,21 @@ pub fn run(ctx: &Context, a: &SnapshotsArgs) -> Result<i32> {
     }
     if ctx.global.json {
         let v: Vec<serde_json::Value> = snaps.iter().map(|(id, s)| json(id, s)).collect();
-        println!("{}", serde_json::Value::Array(v));
+        writeln!(output::stdout(), "{}", serde_json::Value::Array(v))?;
         return Ok(0);
     }
     if ctx.global.quiet {
         return Ok(0);
     }
-    println!(
+    writeln!(
+        output::stdout(),
         "{:<10} {:<19}  {:<16} {:<16} Paths",
-        "ID", "Time", "Host", "Tags"
-    );
-    println!("{}", "-".repeat(80));
+        "ID",
+        "Time",
+        "Host",
+        "Tags"
+    )?;
+    writeln!(output::stdout(), "{}", "-".repeat(80))?;
     for (id, s) in &snaps {
         let incomplete = if s.summary.errors.is_empty() {
             ""
@@ -74,19 +80,20 @@ pub fn run(ctx: &Context, a: &SnapshotsArgs) -> Result<i32> {
         };
         for (i, p) in s.paths.iter().enumerate() {
             if i == 0 {
-                println!(
+                writeln!(
+                    output::stdout(),
                     "{:<10} {:<19}  {:<16} {:<16} {p}{incomplete}",
                     id.short(),
                     select::time_str(s),
                     s.hostname,
                     s.tags.join(",")
-                );
+                )?;
             } else {
-                println!("{:<66}{p}", "");
+                writeln!(output::stdout(), "{:<66}{p}", "")?;
             }
         }
     }
-    println!("{}", "-".repeat(80));
-    println!("{} snapshots", snaps.len());
+    writeln!(output::stdout(), "{}", "-".repeat(80))?;
+    writeln!(output::stdout(), "{} snapshots", snaps.len())?;
     Ok(0)
 }
