@@ -113,6 +113,24 @@ fn conformance_with_admin_key() {
     });
 }
 
+/// The same contract on a versioned bucket (a delete there only hides the file, as on B2)
+/// with `s3.delete-versions`: a remove lists and deletes every version, and a missing key
+/// is still NotFound without a HEAD.
+#[test]
+fn conformance_deleting_versions_on_a_versioned_bucket() {
+    let Some(s) = server() else { return };
+    let bucket = std::env::var("CAIRN_TEST_S3_VERSIONED_BUCKET")
+        .unwrap_or_else(|_| panic!("CAIRN_TEST_S3_VERSIONED_BUCKET is not set (see $S3_DIR/env)"));
+    let base = unique("conformance-versions");
+    let n = AtomicUsize::new(0);
+    backend_conformance(|| {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        let mut c = S3Config::new(&s.endpoint, &bucket, format!("{base}/{i}"), s.admin.clone());
+        c.delete_versions = true;
+        open(c)
+    });
+}
+
 #[test]
 fn conformance_with_prefix_scoped_key() {
     let Some(s) = server() else { return };
