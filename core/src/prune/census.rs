@@ -177,7 +177,7 @@ impl Census {
             .map(|(h, _, s)| (*h, s.tree))
             .collect();
         for (host, tree) in roots {
-            if self.mark_live(&tree) {
+            if self.mark_live(&tree, None) {
                 pending.push((host, tree));
             }
         }
@@ -197,14 +197,11 @@ impl Census {
                 for node in &tree.nodes {
                     for c in &node.content {
                         let (btype, id) = repo.content_id_as(k, c);
-                        if self.mark_live(&id) && btype == BlobType::PrivateData {
-                            if let Some(i) = self.copies.position(&id) {
-                                self.private_cks.push((i as u32, c.ck));
-                            }
-                        }
+                        let ck = (btype == BlobType::PrivateData).then_some(c.ck);
+                        self.mark_live(&id, ck);
                     }
                     if let Some(sub) = node.subtree {
-                        if self.mark_live(&sub) {
+                        if self.mark_live(&sub, None) {
                             pending.push((*host, sub));
                         }
                     }
@@ -225,13 +222,17 @@ impl Census {
         Ok(())
     }
 
-    /// Marks `id` live; whether it was not yet.
-    fn mark_live(&mut self, id: &Id) -> bool {
+    /// Marks `id` live, keeping the content key of a private data blob the first time;
+    /// whether it was not live yet.
+    fn mark_live(&mut self, id: &Id, private_ck: Option<[u8; 32]>) -> bool {
         match self.copies.position(id) {
             Some(i) => {
                 let (w, b) = (i / 64, 1u64 << (i % 64));
                 let new = self.live[w] & b == 0;
                 self.live[w] |= b;
+                if let (true, Some(ck)) = (new, private_ck) {
+                    self.private_cks.push((i as u32, ck));
+                }
                 new
             }
             None => self.live_unindexed.insert(*id),

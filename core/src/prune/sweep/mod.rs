@@ -9,7 +9,6 @@ mod classify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 pub use classify::{classify, jobs, Classified, Touched};
 
@@ -21,7 +20,7 @@ use super::run::{PackDecision, PruneOptions, PruneReport, Session, StateFiles};
 use crate::backend::layout::{self, HostDir};
 use crate::cost::RequestClass;
 use crate::crypto::keys::HostKeys;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::{Id, Id16};
 use crate::index::file::BLOBS_PER_INDEX_FILE;
 use crate::index::{IndexFile, IndexPack};
@@ -264,31 +263,32 @@ fn repack_groups(
         .min(repo.max_connections())
         .clamp(1, groups.len().max(1));
     let next = AtomicUsize::new(0);
-    let results: Vec<Mutex<Option<Result<Vec<IndexPack>>>>> =
-        groups.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(((host, _), jobs)) = groups.get(i) else {
-                    break;
-                };
-                let r = repack::repack(repo, census, *host, jobs[0].kind, jobs, &mut |_| {});
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(r);
-                }
-            });
-        }
+    let mut done: Vec<(usize, Result<Vec<IndexPack>>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(((host, _), jobs)) = groups.get(i) else {
+                            return mine;
+                        };
+                        let kind = jobs[0].kind;
+                        mine.push((
+                            i,
+                            repack::repack(repo, census, *host, kind, jobs, &mut |_| {}),
+                        ));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     });
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(Error::InvalidInput("a repack thread panicked".into())))
-        })
-        .collect()
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Carries out `w` for `plan`, in the order that keeps every step safe to kill.
