@@ -516,7 +516,7 @@ pub struct CheckArgs {
 pub enum KeyCommand {
     /// Add a password (a new key file for the same secret).
     Add {
-        /// Read the new password from this file.
+        /// Read the new password from this file (else CAIRN_NEW_PASSWORD, else a prompt).
         #[arg(long)]
         new_password_file: Option<PathBuf>,
         /// KDF cost.
@@ -532,7 +532,7 @@ pub enum KeyCommand {
     },
     /// Change the password of the key in use.
     Passwd {
-        /// Read the new password from this file.
+        /// Read the new password from this file (else CAIRN_NEW_PASSWORD, else a prompt).
         #[arg(long)]
         new_password_file: Option<PathBuf>,
         /// KDF cost.

@@ -173,14 +173,14 @@ impl Context {
         Ok(Arc::new(retried))
     }
 
-    /// The password, from (in order) CAIRN_PASSWORD, --password-file, --password-command,
-    /// or a prompt on the terminal.
-    pub fn password(&self, prompt: &str) -> Result<Password> {
+    /// The password the user gave without a prompt: CAIRN_PASSWORD, else --password-file,
+    /// else --password-command.
+    pub fn given_password(&self) -> Result<Option<Password>> {
         if let Ok(p) = std::env::var("CAIRN_PASSWORD") {
-            return Ok(Password::new(p));
+            return Ok(Some(Password::new(p)));
         }
         if let Some(f) = &self.global.password_file {
-            return read_password_file(f);
+            return read_password_file(f).map(Some);
         }
         if let Some(cmd) = &self.global.password_command {
             let out = std::process::Command::new("sh")
@@ -194,9 +194,19 @@ impl Context {
             }
             let text = String::from_utf8(out.stdout)
                 .context("--password-command printed something that is not UTF-8")?;
-            return Ok(Password::new(text.lines().next().unwrap_or("").to_owned()));
+            return Ok(Some(Password::new(
+                text.lines().next().unwrap_or("").to_owned(),
+            )));
         }
-        prompt_password(prompt)
+        Ok(None)
+    }
+
+    /// The password, as given (see `given_password`), or else asked for on the terminal.
+    pub fn password(&self, prompt: &str) -> Result<Password> {
+        match self.given_password()? {
+            Some(p) => Ok(p),
+            None => prompt_password(prompt),
+        }
     }
 
     /// Opens the repository, unlocking a key with the password, without loading the index
@@ -272,8 +282,19 @@ pub fn prompt_password(prompt: &str) -> Result<Password> {
     ))
 }
 
-/// Asks for a new password twice (or takes it from a file / the environment).
-pub fn new_password(ctx: &Context, file: Option<&std::path::Path>) -> Result<Password> {
+/// A new repository's password: the one given as for any command (CAIRN_PASSWORD,
+/// --password-file, --password-command), else asked for twice on the terminal.
+pub fn init_password(ctx: &Context) -> Result<Password> {
+    match ctx.given_password()? {
+        Some(p) => Ok(p),
+        None => prompt_new_password(),
+    }
+}
+
+/// The password for a new key (`key add`, `key passwd`): --new-password-file, else
+/// CAIRN_NEW_PASSWORD, else asked for twice on the terminal. The repository's own password
+/// is never reused for it: a second key with the same password would be no second key.
+pub fn new_key_password(file: Option<&std::path::Path>) -> Result<Password> {
     if let Some(f) = file {
         return read_password_file(f);
     }
@@ -281,8 +302,12 @@ pub fn new_password(ctx: &Context, file: Option<&std::path::Path>) -> Result<Pas
         return Ok(Password::new(p));
     }
     if !std::io::stdin().is_terminal() {
-        return ctx.password("");
+        bail!("no new password given: set CAIRN_NEW_PASSWORD or --new-password-file (standard input is not a terminal)");
     }
+    prompt_new_password()
+}
+
+fn prompt_new_password() -> Result<Password> {
     let a = prompt_password("enter new password: ")?;
     let b = prompt_password("enter new password again: ")?;
     if a.expose() != b.expose() {

@@ -19,3 +19,4 @@ mod repair;
 mod roundtrip;
 mod servers;
 mod support;
+mod terminal;

@@ -5,7 +5,7 @@ use cairn_core::crypto::keyfile::KdfParams;
 use cairn_core::repository::{InitOptions, Repository};
 
 use crate::args::{InitArgs, KdfArgs};
-use crate::context::{new_password, Context};
+use crate::context::{init_password, Context};
 use crate::output;
 
 /// KDF parameters from the flags.
@@ -29,7 +29,7 @@ pub fn create(
     zstd_level: i32,
 ) -> Result<Repository> {
     let backend = ctx.backend()?;
-    let password = new_password(ctx, None)?;
+    let password = init_password(ctx)?;
     let opts = InitOptions {
         kdf: kdf(kdf_args),
         key_in_repo,

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::args::KeyCommand;
 use crate::commands::init::{kdf, label};
-use crate::context::{new_password, Context};
+use crate::context::{new_key_password, Context};
 use crate::output;
 
 /// Runs a `key` subcommand.
@@ -17,7 +17,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32> {
             new_password_file,
             kdf: k,
         } => {
-            let pw = new_password(ctx, new_password_file.as_deref())?;
+            let pw = new_key_password(new_password_file.as_deref())?;
             let id = repo.add_key(&pw, kdf(k), label())?;
             output::result(ctx, &serde_json::json!({"added": id.to_hex()}), || {
                 format!("saved new key {id}")
@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, cmd: &KeyCommand) -> Result<i32> {
             new_password_file,
             kdf: k,
         } => {
-            let pw = new_password(ctx, new_password_file.as_deref())?;
+            let pw = new_key_password(new_password_file.as_deref())?;
             let id = repo.change_password(&pw, kdf(k), label())?;
             output::result(ctx, &serde_json::json!({"new_key": id.to_hex()}), || {
                 format!("password changed (new key {id})")
