@@ -25,6 +25,14 @@ if ! command -v restic >/dev/null; then
 fi
 restic version
 
+step "FUSE (tests/e2e/mount.rs mounts repositories) and script(1) (tests/e2e/terminal.rs)"
+if ! command -v fusermount3 >/dev/null || ! command -v script >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 bsdutils >/dev/null
+fi
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
+ls -l /dev/fuse || echo "no /dev/fuse: the mount tests will fail"
+
 step "test servers: private sshd (SFTP) and SeaweedFS (S3) on 127.0.0.1 (scripts/servers/)"
 trap 'bash scripts/servers/stop-sshd.sh >/dev/null 2>&1 || true; bash scripts/servers/stop-s3.sh >/dev/null 2>&1 || true' EXIT
 bash scripts/servers/start-sshd.sh

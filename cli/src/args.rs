@@ -116,6 +116,45 @@ pub enum Command {
     /// Rebuild what can be rebuilt from what survives: the index, damaged snapshots.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Browse the repository as a read-only file system (FUSE).
+    Mount(MountArgs),
+    /// Write shell completions and man pages.
+    Generate(GenerateArgs),
+}
+
+/// `generate`: restic's command, for packagers.
+#[derive(Args, Debug)]
+#[command(arg_required_else_help = true)]
+pub struct GenerateArgs {
+    /// Write bash completions to this file.
+    #[arg(long, value_name = "FILE")]
+    pub bash_completion: Option<PathBuf>,
+    /// Write zsh completions to this file.
+    #[arg(long, value_name = "FILE")]
+    pub zsh_completion: Option<PathBuf>,
+    /// Write fish completions to this file.
+    #[arg(long, value_name = "FILE")]
+    pub fish_completion: Option<PathBuf>,
+    /// Write man pages (cairn.1 and one per command) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub man: Option<PathBuf>,
+}
+
+/// `mount`.
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Where to mount (an existing empty directory).
+    pub mountpoint: PathBuf,
+    /// Let users other than the one mounting see the files (needs user_allow_other in
+    /// /etc/fuse.conf unless run as root); permissions are still checked by the kernel.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Do not let the kernel check permissions against each file's mode and owner.
+    #[arg(long)]
+    pub no_default_permissions: bool,
+    /// Only snapshots of these filters appear.
+    #[command(flatten)]
+    pub filters: Filters,
 }
 
 /// `repair` subcommands.

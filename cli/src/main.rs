@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod context;
 mod metrics;
+mod mount;
 mod output;
 mod profile;
 mod progress;
@@ -58,6 +59,8 @@ fn run(ctx: &Context, cmd: &Command) -> anyhow::Result<i32> {
         Command::Prune(a) => commands::prune::run(ctx, a),
         Command::Unlock => commands::prune::unlock(ctx),
         Command::Repair(r) => commands::repair::run(ctx, r),
+        Command::Mount(a) => commands::mount::run(ctx, a),
+        Command::Generate(a) => commands::generate::run(a),
     }
 }
 
@@ -81,6 +84,8 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Prune(_) => "prune",
         Command::Unlock => "unlock",
         Command::Repair(_) => "repair",
+        Command::Mount(_) => "mount",
+        Command::Generate(_) => "generate",
     }
 }
 

@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod forget;
 mod interrupt;
+mod mount;
 mod ops;
 mod proxy;
 mod prune;

@@ -1,7 +1,8 @@
-//! Passwords on a real terminal: `cairn` runs inside a pseudo-terminal (util-linux
-//! `script`), as a user typing the README's commands would run it. CI has no terminal of
-//! its own, and a prompt that should not appear would otherwise go unseen: stdin is a pipe
-//! in every other test, where the prompt is skipped.
+//! What a user at a shell meets. Passwords on a real terminal: `cairn` runs inside a
+//! pseudo-terminal (util-linux `script`), as a user typing the README's commands would run
+//! it. CI has no terminal of its own, and a prompt that should not appear would otherwise go
+//! unseen: stdin is a pipe in every other test, where the prompt is skipped. And the shell
+//! completions and man pages `cairn generate` writes.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -297,5 +298,65 @@ fn key_add_off_a_terminal_needs_the_new_password() {
         f.cairn.ok(&["key", "list"]).stdout,
         before,
         "a key was added"
+    );
+}
+
+/// `cairn generate` writes completions that bash can load and that complete commands and
+/// flags, and one man page per command.
+#[test]
+fn generate_writes_completions_and_man_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let f = crate::support::Cairn::new(p("unused-repo"));
+    f.ok(&[
+        "generate",
+        "--bash-completion",
+        s(&p("cairn.bash")),
+        "--zsh-completion",
+        s(&p("_cairn")),
+        "--fish-completion",
+        s(&p("cairn.fish")),
+        "--man",
+        s(&p("man")),
+    ]);
+    let complete = |words: &str, cword: usize| {
+        let script = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; \
+             _cairn cairn \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; \
+             echo \"${{COMPREPLY[@]}}\"",
+            s(&p("cairn.bash"))
+        );
+        let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(complete("cairn mou", 1).trim(), "mount");
+    let flags = complete("cairn backup --exclude-", 2);
+    assert!(flags.contains("--exclude-file"), "{flags}");
+    assert!(flags.contains("--exclude-caches"), "{flags}");
+
+    let zsh = std::fs::read_to_string(p("_cairn")).unwrap();
+    assert!(zsh.starts_with("#compdef cairn"), "{zsh:.100}");
+    let fish = std::fs::read_to_string(p("cairn.fish")).unwrap();
+    assert!(fish.contains("complete -c cairn"), "{fish:.100}");
+
+    for page in [
+        "cairn",
+        "cairn-backup",
+        "cairn-mount",
+        "cairn-key-add",
+        "cairn-forget",
+    ] {
+        let text = std::fs::read_to_string(p("man").join(format!("{page}.1")))
+            .unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        assert!(
+            text.contains(&format!(".TH {page} 1")),
+            "{page}: {text:.200}"
+        );
+    }
+    let forget = std::fs::read_to_string(p("man/cairn-forget.1")).unwrap();
+    assert!(
+        forget.contains("keep\\-daily"),
+        "flags missing from the page"
     );
 }

@@ -6,6 +6,8 @@
 
 pub mod diff;
 pub mod find;
+pub mod layout;
+pub mod reader;
 pub mod stats;
 
 use std::ffi::OsStr;
