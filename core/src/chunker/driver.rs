@@ -5,15 +5,19 @@ use std::sync::Arc;
 
 use super::{ChunkerError, ChunkerParams, GearTable, Resolved};
 
-/// First allocation of the buffer; it then doubles up to `2 * max`, so small files never pay
-/// for a 16 MiB buffer.
+/// First allocation of the buffer; it then doubles up to what the lookahead needs, so small
+/// files never pay for a 4 MiB buffer.
 const INITIAL_BUFFER: usize = 64 * 1024;
 
 /// Splits a byte stream into content-defined chunks.
 ///
-/// Memory is bounded by one buffer of at most `2 * max` bytes. The buffer is compacted only when
-/// fewer than `max` unconsumed bytes remain, so each compaction moves less than `max` bytes
-/// after more than `max` were consumed: at most one extra copy of the input, amortised.
+/// The chunker looks only `2 * avg` bytes ahead of the chunk start (4 MiB buffered with the
+/// default parameters, not `2 * max` = 16 MiB): a cut found inside a window of at least
+/// `avg` bytes is the cut the whole stream would give, because `cut_gear` scans from the
+/// chunk start and its masks change at `avg`, not at the window's end. Only a chunk longer
+/// than the window makes the driver read further and scan again, up to `max`. Memory is one
+/// buffer of at most `max + 2 * avg` bytes; a compaction moves fewer than `2 * avg` bytes
+/// after at least as many were consumed, so at most one extra copy of the input, amortised.
 pub struct Chunker<R: Read> {
     reader: R,
     gear: Arc<GearTable>,
@@ -42,41 +46,55 @@ impl<R: Read> Chunker<R> {
         })
     }
 
+    /// How far ahead of a chunk start the driver reads before it looks for the cut.
+    fn lookahead(&self) -> usize {
+        (2 * self.params.avg).min(self.params.max)
+    }
+
     /// The next chunk, or `None` at the end of the stream (an empty stream has no chunks).
     ///
     /// Short reads and `Interrupted` are handled. After another I/O error, the bytes read so far
     /// are kept and a later call retries the reader.
     pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if !self.eof && self.buf.len() - self.pos < self.params.max {
-            self.refill()?;
+        let mut want = self.lookahead();
+        loop {
+            if !self.eof && self.buf.len() - self.pos < want {
+                self.refill(want)?;
+            }
+            // Here either `want` (at least `avg`) bytes are available or the stream has ended.
+            let window = &self.buf[self.pos..];
+            if window.is_empty() {
+                return Ok(None);
+            }
+            let len = self.params.cut_len(&self.gear, window);
+            if len == 0 || len > window.len() {
+                // cut_gear's contract says this cannot happen; refuse rather than loop or panic.
+                return Err(io::Error::other(
+                    "chunker: cut_gear returned an invalid length",
+                ));
+            }
+            // A cut before the window's end, in a window of at least `avg` bytes, is final;
+            // so is anything at `max` or at the end of the stream. Otherwise the chunk may run
+            // past the window: read further and scan again.
+            let found = len < window.len() && window.len() >= self.params.avg;
+            if found || self.eof || window.len() >= self.params.max {
+                let chunk = window[..len].to_vec();
+                self.pos += len;
+                return Ok(Some(chunk));
+            }
+            want = (window.len() + self.lookahead()).min(self.params.max);
         }
-        // Here either `max` bytes are available or the stream has ended: exactly what
-        // `cut_len` needs to give the same cut as over the whole input.
-        let window = &self.buf[self.pos..];
-        if window.is_empty() {
-            return Ok(None);
-        }
-        let len = self.params.cut_len(&self.gear, window);
-        if len == 0 || len > window.len() {
-            // cut_gear's contract says this cannot happen; refuse rather than loop or panic.
-            return Err(io::Error::other(
-                "chunker: cut_gear returned an invalid length",
-            ));
-        }
-        let chunk = window[..len].to_vec();
-        self.pos += len;
-        Ok(Some(chunk))
     }
 
-    /// Moves the unconsumed tail to the front and reads until the buffer holds `2 * max` bytes
-    /// or the reader is exhausted.
-    fn refill(&mut self) -> io::Result<()> {
+    /// Moves the unconsumed tail to the front and reads until `want + lookahead` bytes are
+    /// buffered (so the next refill is a lookahead away) or the reader is exhausted.
+    fn refill(&mut self, want: usize) -> io::Result<()> {
         if self.pos > 0 {
-            // Fewer than `max` bytes move here (the caller checked), see the type's doc.
+            // Fewer than `want` bytes move here (the caller checked), see the type's doc.
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let limit = 2 * self.params.max;
+        let limit = want + self.lookahead();
         while self.buf.len() < limit {
             if self.buf.len() == self.buf.capacity() {
                 let grow = self
@@ -186,8 +204,46 @@ mod tests {
             let streamed = stream_ends(&mut reader, &gear, &params);
             assert_eq!(streamed, whole, "params {params:?}");
             // The buffer never asks for more than its bound.
-            assert!(reader.largest_ask <= 2 * params.max as usize);
+            assert!(reader.largest_ask <= (params.max + 2 * params.avg) as usize);
             // Plain reader too.
+            assert_eq!(stream_ends(&data[..], &gear, &params), whole);
+        }
+    }
+
+    /// Runs of zeros make chunks of up to `max`, longer than the lookahead, so the driver
+    /// must read further and scan again; the cuts must still be the whole buffer's.
+    #[test]
+    fn chunks_longer_than_the_lookahead_cut_as_over_the_whole_input() {
+        let gear = Arc::new(GearTable::from_key(&[3; 32]));
+        for params in [SMALL, MID, ChunkerParams::default()] {
+            let max = params.max as usize;
+            let mut data = xof_bytes(b"head", 3 * params.avg as usize);
+            data.extend(std::iter::repeat_n(0u8, 3 * max + 12_345));
+            data.extend(xof_bytes(b"mid", 5 * params.avg as usize));
+            data.extend(std::iter::repeat_n(7u8, max - 1));
+            data.extend(xof_bytes(b"tail", params.avg as usize / 2));
+            let whole = cut_points(&data, &gear, &params).unwrap();
+            let longest = whole
+                .iter()
+                .scan(0, |prev, &e| {
+                    let len = e - *prev;
+                    *prev = e;
+                    Some(len)
+                })
+                .max()
+                .unwrap();
+            assert!(
+                longest > 2 * params.avg as usize,
+                "{params:?}: no long chunk"
+            );
+            for step in [params.min as usize / 3 + 1, 4096, 1 << 20] {
+                let mut reader = ShortReader::new(&data, step);
+                assert_eq!(
+                    stream_ends(&mut reader, &gear, &params),
+                    whole,
+                    "{params:?}"
+                );
+            }
             assert_eq!(stream_ends(&data[..], &gear, &params), whole);
         }
     }
