@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Whole-process comparison of cairn against restic and borg. See docs/benchmarks.md.
+# Whole-process comparison of cairn against restic, borg and bupstash. See docs/benchmarks.md.
 #
 # Environment:
 #   CAIRN=path        cairn binary (default: target/release/cairn; skipped with a message if missing)
-#   TOOLS="cairn restic borg"   which tools to run, in this order within each round
+#   TOOLS="cairn restic borg bupstash"   which tools to run, in this order within each round
+#                     (bupstash 0.12: `cargo install bupstash --locked`; skipped if missing)
 #   BENCH_DATA=dir    dataset (default /var/tmp/cairn-bench/data, or .../data-small); built once
 #   BENCH_SIZE=full|small       ~2 GB (default) or ~200 MB dataset
 #   BENCH_DIR=dir     scratch space for repositories, restores, logs (default /var/tmp/cairn-bench/run)
@@ -26,7 +27,7 @@ esac
 BENCH_DATA=${BENCH_DATA:-$DEFAULT_DATA}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/cairn-bench/run}
 ROUNDS=${ROUNDS:-3}
-TOOLS=${TOOLS:-"cairn restic borg"}
+TOOLS=${TOOLS:-"cairn restic borg bupstash"}
 DROP_CACHES=${DROP_CACHES:-auto}
 CEILING=${CEILING:-1}
 INSTALL=${INSTALL:-1}
@@ -76,6 +77,7 @@ tool_versions() {
   echo "cairn: $c ($CAIRN)"
   echo "restic: $(restic version | head -1)"
   echo "borg: $(borg --version)"
+  if command -v bupstash >/dev/null; then echo "bupstash: $(bupstash --version)"; fi
   echo "zstd: $(zstd --version)"
   if command -v b3sum >/dev/null; then echo "b3sum: $(b3sum --version)"; fi
 }
@@ -308,6 +310,21 @@ run_tool() { # TOOL ROUND
       # borg extracts into the current directory.
       ((ok)) && { measure "$r" borg restore "$repo" -- bash -c 'cd "$1" && borg extract "$2"' _ "$out" "$repo::b3" || ok=0; }
       ;;
+    bupstash)
+      # The send log is bupstash's change detection (its "parent"); its query cache is
+      # private to the run like the others' caches.
+      export BUPSTASH_REPOSITORY="$repo" BUPSTASH_KEY="$base/key" BUPSTASH_QUERY_CACHE="$base/cache/query"
+      local bp=(bupstash put -q --send-log "$base/cache/send-log")
+      measure "$r" bupstash init "$repo" -- bash -c 'bupstash init && bupstash new-key -o "$1"' _ "$base/key" || ok=0
+      ((ok)) && { measure "$r" bupstash backup-initial "$repo" -- "${bp[@]}" gen=1 "$BENCH_DATA" || ok=0; }
+      ((ok)) && { measure "$r" bupstash backup-unchanged "$repo" -- "${bp[@]}" gen=2 "$BENCH_DATA" || ok=0; }
+      ((ok)) && change apply
+      ((ok)) && { measure "$r" bupstash backup-changed "$repo" -- "${bp[@]}" gen=3 "$BENCH_DATA" || ok=0; }
+      # bupstash restores the put's root (the dataset directory) into the target itself.
+      mkdir -p "$out$BENCH_DATA"
+      ((ok)) && { measure "$r" bupstash restore "$repo" -- bupstash restore --into "$out$BENCH_DATA" gen=3 || ok=0; }
+      unset BUPSTASH_REPOSITORY BUPSTASH_KEY BUPSTASH_QUERY_CACHE
+      ;;
   esac
   ((ok)) && { verify_restore "$tool" "$out" || echo "$RUN_ID,$r,$tool,restore-verify,0,0,0,1,$CACHE_MODE" >>"$CSV"; }
   change revert
@@ -352,7 +369,8 @@ path, run, data_bytes, data_files, hash_name = sys.argv[1:6]
 data_bytes = int(data_bytes)
 rows = [r for r in csv.DictReader(open(path)) if r["run"] == run]
 steps = ["init", "backup-initial", "backup-unchanged", "backup-changed", "restore"]
-tools = [t for t in ("cairn", "restic", "borg") if any(r["tool"] == t for r in rows)]
+tools = [t for t in ("cairn", "restic", "borg", "bupstash") if any(r["tool"] == t for r in rows)]
+peers = [t for t in tools if t != "cairn"]
 def med(tool, step, col):
     v = [float(r[col]) for r in rows if r["tool"] == tool and r["step"] == step and r["rc"] == "0"]
     return statistics.median(v) if v else None
@@ -367,14 +385,33 @@ for title, col, scale, nd, unit in [("Wall time", "wall_s", 1, 2, "s"),
                                     ("Peak RSS", "rss_kib", 1024, 0, "MiB"),
                                     ("Repository size after step", "repo_bytes", 1e6, 1, "MB")]:
     print(f"**{title} ({unit})**\n")
-    print("| step | " + " | ".join(tools) + (" | cairn/restic |" if "cairn" in tools and "restic" in tools else " |"))
-    print("|---|" + "---:|" * len(tools) + ("---:|" if "cairn" in tools and "restic" in tools else ""))
+    # Ratios against restic (the tool users come from) and against the best peer of each
+    # step (the lowest median among restic, borg and bupstash): below 1 means cairn leads.
+    extra = ["cairn/restic"] if "cairn" in tools and "restic" in tools else []
+    extra += ["best peer", "cairn/best"] if "cairn" in tools and peers else []
+    print("| step | " + " | ".join(tools + extra) + " |")
+    print("|---|" + "---:|" * (len(tools) + len(extra)))
     for s in steps:
         vals = [med(t, s, col) for t in tools]
         line = f"| {s} | " + " | ".join(fmt(v, scale, nd) for v in vals) + " |"
-        if "cairn" in tools and "restic" in tools:
+        if "cairn/restic" in extra:
             line += f" {ratio(med('cairn', s, col), med('restic', s, col))} |"
+        if "best peer" in extra:
+            pv = [(med(t, s, col), t) for t in peers if med(t, s, col) is not None]
+            if pv:
+                v, t = min(pv)
+                line += f" {t} | {ratio(med('cairn', s, col), v)} |"
+            else:
+                line += " – | – |"
         print(line)
+    print()
+if "cairn" in tools and peers:
+    print("**Every round: cairn's restore wall time over restic's (target ≤ 0.50)**\n")
+    def by_round(tool, step):
+        return {r["round"]: float(r["wall_s"]) for r in rows
+                if r["tool"] == tool and r["step"] == step and r["rc"] == "0"}
+    c, rs = by_round("cairn", "restore"), by_round("restic", "restore")
+    print(", ".join(f"round {k}: {c[k] / rs[k]:.2f}" for k in sorted(c) if k in rs and rs[k]) or "–")
     print()
 print("**Throughput of the initial backup and restore (MB/s of dataset)**\n")
 print("| step | " + " | ".join(tools) + " |")
@@ -420,6 +457,10 @@ main() {
   CAIRN_INIT_FLAGS=()
   local tools=()
   for t in $TOOLS; do
+    if [[ $t == bupstash ]] && ! command -v bupstash >/dev/null; then
+      log "SKIPPING bupstash: not installed (cargo install bupstash --locked)"
+      continue
+    fi
     if [[ $t == cairn ]]; then
       if [[ ! -x $CAIRN ]]; then
         log "SKIPPING cairn: no binary at $CAIRN (build with: cargo build --release -p cairn, or set CAIRN=)"
@@ -452,7 +493,7 @@ main() {
     machine_info
     tool_versions
     echo "dataset: $BENCH_DATA ($BENCH_SIZE)"
-    echo "borg compression: $BORG_COMPRESSION; restic: --compression auto, repo v2; cairn: defaults (zstd 3)"
+    echo "borg compression: $BORG_COMPRESSION; restic: --compression auto, repo v2; cairn: defaults (zstd 3); bupstash: defaults (zstd)"
     echo "cache: $CACHE_MODE; rounds: $ROUNDS; tools interleaved per round: ${tools[*]}"
     echo '```'
     report
