@@ -258,6 +258,18 @@ measure() {
   fi
 }
 
+# ext4 does not reuse an inode within 60 s of its deletion (300 s while its inode table
+# block is dirty): each create scans past them. Right after the previous tool's restore
+# (90k files) was removed, half of a fast tool's restore went into that scan (perf:
+# recently_deleted under ext4_create), while a slow tool reached its restore minutes
+# later. So every restore starts at least 65 s after the last removal, synced.
+LAST_RM=0
+removed() { sync; LAST_RM=$(date +%s); }
+settle_deletes() {
+  local wait=$((LAST_RM + 65 - $(date +%s)))
+  if ((wait > 0)); then log "  waiting ${wait}s for ext4 to release the inodes removed last"; sleep "$wait"; fi
+}
+
 # Restored files must match the dataset in count and total size (cheap sanity check).
 verify_restore() { # TOOL RESTORE_ROOT
   local got
@@ -279,7 +291,7 @@ verify_restore() { # TOOL RESTORE_ROOT
 run_tool() { # TOOL ROUND
   local tool=$1 r=$2 base="$BENCH_DIR/$1"
   local repo="$base/repo" out="$base/restore" ok=1
-  rm -rf "$base"; mkdir -p "$base/cache" "$out"
+  rm -rf "$base"; removed; mkdir -p "$base/cache" "$out"
   log "round $r: $tool"
   case $tool in
     cairn)
@@ -289,6 +301,7 @@ run_tool() { # TOOL ROUND
       ((ok)) && { measure "$r" cairn backup-unchanged "$repo" -- "$CAIRN" -r "$repo" backup --host $HOST_TAG "$BENCH_DATA" || ok=0; }
       ((ok)) && change apply
       ((ok)) && { measure "$r" cairn backup-changed "$repo" -- "$CAIRN" -r "$repo" backup --host $HOST_TAG "$BENCH_DATA" || ok=0; }
+      ((ok)) && settle_deletes
       ((ok)) && { measure "$r" cairn restore "$repo" -- "$CAIRN" -r "$repo" restore latest --target "$out" || ok=0; }
       ;;
     restic)
@@ -298,6 +311,7 @@ run_tool() { # TOOL ROUND
       ((ok)) && { measure "$r" restic backup-unchanged "$repo" -- "${rs[@]}" backup --compression auto --host $HOST_TAG "$BENCH_DATA" || ok=0; }
       ((ok)) && change apply
       ((ok)) && { measure "$r" restic backup-changed "$repo" -- "${rs[@]}" backup --compression auto --host $HOST_TAG "$BENCH_DATA" || ok=0; }
+      ((ok)) && settle_deletes
       ((ok)) && { measure "$r" restic restore "$repo" -- "${rs[@]}" restore latest --target "$out" || ok=0; }
       ;;
     borg)
@@ -308,6 +322,7 @@ run_tool() { # TOOL ROUND
       ((ok)) && change apply
       ((ok)) && { measure "$r" borg backup-changed "$repo" -- borg create --compression "$BORG_COMPRESSION" "$repo::b3" "$BENCH_DATA" || ok=0; }
       # borg extracts into the current directory.
+      ((ok)) && settle_deletes
       ((ok)) && { measure "$r" borg restore "$repo" -- bash -c 'cd "$1" && borg extract "$2"' _ "$out" "$repo::b3" || ok=0; }
       ;;
     bupstash)
@@ -322,13 +337,14 @@ run_tool() { # TOOL ROUND
       ((ok)) && { measure "$r" bupstash backup-changed "$repo" -- "${bp[@]}" gen=3 "$BENCH_DATA" || ok=0; }
       # bupstash restores the put's root (the dataset directory) into the target itself.
       mkdir -p "$out$BENCH_DATA"
+      ((ok)) && settle_deletes
       ((ok)) && { measure "$r" bupstash restore "$repo" -- bupstash restore --into "$out$BENCH_DATA" gen=3 || ok=0; }
       unset BUPSTASH_REPOSITORY BUPSTASH_KEY BUPSTASH_QUERY_CACHE
       ;;
   esac
   ((ok)) && { verify_restore "$tool" "$out" || echo "$RUN_ID,$r,$tool,restore-verify,0,0,0,1,$CACHE_MODE" >>"$CSV"; }
   change revert
-  rm -rf "$base"
+  rm -rf "$base"; removed
 }
 
 # ---------------------------------------------------------------------------- ceiling

@@ -1,4 +1,4 @@
-//! Walking a snapshot's tree into the list of things to restore.
+//! Walking a snapshot's tree into batches of things to restore.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -23,7 +23,7 @@ pub struct Entry {
     pub depth: usize,
 }
 
-/// Everything to restore, parents before children.
+/// A batch of things to restore, parents before children.
 pub struct Listing {
     /// Entries in tree order.
     pub entries: Vec<Entry>,
@@ -41,135 +41,207 @@ fn included(opts: &RestoreOptions, snap_path: &Path, is_dir: bool) -> bool {
         .is_none_or(|i| i.excludes_path(snap_path, is_dir))
 }
 
-pub(super) fn collect(repo: &Repository, root: &Id, opts: &RestoreOptions) -> Result<Listing> {
-    let mut tid = *root;
-    let mut snap_root = PathBuf::from("/");
-    if let Some(sub) = &opts.subpath {
-        for comp in sub.components() {
-            let name = match comp {
-                std::path::Component::RootDir => continue,
-                std::path::Component::Normal(n) => n,
-                _ => {
-                    return Err(Error::InvalidInput(format!(
-                        "invalid path {} in snapshot",
-                        sub.display()
-                    )))
-                }
-            };
-            let tree = repo.load_tree(&tid)?;
-            let node = tree
-                .nodes
-                .iter()
-                .find(|n| n.name == name.as_bytes())
-                .ok_or_else(|| Error::NotFound {
-                    what: "path in snapshot",
-                    name: sub.display().to_string(),
-                })?;
-            snap_root.push(name);
-            match (node.kind, node.subtree) {
-                (Some(NodeKind::Dir), Some(t)) => tid = t,
-                _ => {
-                    // A single file: restore it into the target under its own name.
-                    let mut entries = Vec::new();
-                    if !excluded(opts, &snap_root, false) && included(opts, &snap_root, false) {
-                        entries.push(Entry {
-                            snap_path: snap_root.clone(),
-                            target: opts.target.join(name),
-                            node: node.clone(),
-                            depth: 1,
-                        });
+/// One directory being walked.
+struct Frame {
+    /// Its remaining nodes, in name order.
+    nodes: std::vec::IntoIter<Node>,
+    snap_dir: PathBuf,
+    target_dir: PathBuf,
+    depth: usize,
+    /// The directory's own entry, held back until it or something below it is included
+    /// (with `--include`, a directory leading only to excluded entries is left out).
+    pending: Option<Entry>,
+    /// Names restored into it, for `--delete` (only that directory's, so bounded by its size).
+    kept: HashSet<Vec<u8>>,
+}
+
+/// Walks a snapshot's tree depth-first and hands out what to restore a batch at a time,
+/// so the restore's memory follows the batch and the directory depth, not the number of
+/// files in the snapshot. With `--delete`, each directory's extraneous entries are removed
+/// once the walk has seen all of it.
+pub(super) struct Walker<'a> {
+    repo: &'a Repository,
+    opts: &'a RestoreOptions,
+    stack: Vec<Frame>,
+    /// A sub-path naming a single file: the whole restore.
+    single: Option<Entry>,
+    /// Entries `--delete` removed.
+    pub deleted: u64,
+}
+
+impl<'a> Walker<'a> {
+    /// A walk of tree `root`, or of the sub-path the options name.
+    pub fn new(repo: &'a Repository, root: &Id, opts: &'a RestoreOptions) -> Result<Self> {
+        let mut w = Walker {
+            repo,
+            opts,
+            stack: Vec::new(),
+            single: None,
+            deleted: 0,
+        };
+        let mut tid = *root;
+        let mut snap_root = PathBuf::from("/");
+        if let Some(sub) = &opts.subpath {
+            for comp in sub.components() {
+                let name = match comp {
+                    std::path::Component::RootDir => continue,
+                    std::path::Component::Normal(n) => n,
+                    _ => {
+                        return Err(Error::InvalidInput(format!(
+                            "invalid path {} in snapshot",
+                            sub.display()
+                        )))
                     }
-                    return Ok(Listing { entries });
+                };
+                let tree = repo.load_tree(&tid)?;
+                let node = tree
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == name.as_bytes())
+                    .ok_or_else(|| Error::NotFound {
+                        what: "path in snapshot",
+                        name: sub.display().to_string(),
+                    })?;
+                snap_root.push(name);
+                match (node.kind, node.subtree) {
+                    (Some(NodeKind::Dir), Some(t)) => tid = t,
+                    _ => {
+                        // A single file: restore it into the target under its own name.
+                        if !excluded(opts, &snap_root, false) && included(opts, &snap_root, false) {
+                            w.single = Some(Entry {
+                                snap_path: snap_root.clone(),
+                                target: opts.target.join(name),
+                                node: node.clone(),
+                                depth: 1,
+                            });
+                        }
+                        return Ok(w);
+                    }
                 }
             }
         }
+        w.stack.push(Frame {
+            nodes: repo.load_tree(&tid)?.nodes.into_iter(),
+            snap_dir: snap_root,
+            target_dir: opts.target.clone(),
+            depth: 1,
+            pending: None,
+            kept: HashSet::new(),
+        });
+        Ok(w)
     }
-    let mut entries = Vec::new();
-    walk(repo, &tid, &snap_root, &opts.target, 1, opts, &mut entries)?;
-    Ok(Listing { entries })
-}
 
-/// Adds the entries below tree `tid`; returns whether anything was added (so a directory
-/// leading only to excluded entries is left out when `--include` is used).
-fn walk(
-    repo: &Repository,
-    tid: &Id,
-    snap_dir: &Path,
-    target_dir: &Path,
-    depth: usize,
-    opts: &RestoreOptions,
-    out: &mut Vec<Entry>,
-) -> Result<bool> {
-    let tree = repo.load_tree(tid)?;
-    let mut any = false;
-    for node in tree.nodes {
-        let name = OsStr::from_bytes(&node.name);
-        let snap_path = snap_dir.join(name);
-        let target = target_dir.join(name);
-        let is_dir = node.kind == Some(NodeKind::Dir);
-        if excluded(opts, &snap_path, is_dir) {
-            continue;
+    /// The next batch: about `limit` entries (fewer at the end; none once the walk is done).
+    pub fn next_batch(&mut self, limit: usize) -> Result<Listing> {
+        let mut out = Vec::new();
+        if let Some(e) = self.single.take() {
+            out.push(e);
         }
-        let inc = included(opts, &snap_path, is_dir);
-        if is_dir {
-            let at = out.len();
-            let sub = node.subtree;
-            out.push(Entry {
+        while out.len() < limit {
+            let Some(top) = self.stack.last_mut() else {
+                break;
+            };
+            let Some(node) = top.nodes.next() else {
+                self.leave()?;
+                continue;
+            };
+            let name = OsStr::from_bytes(&node.name);
+            let snap_path = top.snap_dir.join(name);
+            let target = top.target_dir.join(name);
+            let depth = top.depth;
+            let is_dir = node.kind == Some(NodeKind::Dir);
+            if excluded(self.opts, &snap_path, is_dir) {
+                continue;
+            }
+            let inc = included(self.opts, &snap_path, is_dir);
+            if !is_dir {
+                if inc {
+                    self.emit_ancestors(&mut out);
+                    if let Some(top) = self.stack.last_mut() {
+                        top.kept.insert(node.name.clone());
+                    }
+                    out.push(Entry {
+                        snap_path,
+                        target,
+                        node,
+                        depth,
+                    });
+                }
+                continue;
+            }
+            let nodes = match node.subtree {
+                Some(t) => self.repo.load_tree(&t)?.nodes,
+                None => Vec::new(),
+            };
+            let entry = Entry {
                 snap_path: snap_path.clone(),
                 target: target.clone(),
                 node,
                 depth,
-            });
-            let below = match sub {
-                Some(t) => walk(repo, &t, &snap_path, &target, depth + 1, opts, out)?,
-                None => false,
             };
-            if !inc && !below {
-                out.truncate(at);
-            } else {
-                any = true;
-            }
-        } else if inc {
-            out.push(Entry {
-                snap_path,
-                target,
-                node,
-                depth,
+            self.stack.push(Frame {
+                nodes: nodes.into_iter(),
+                snap_dir: snap_path,
+                target_dir: target,
+                depth: depth + 1,
+                pending: Some(entry),
+                kept: HashSet::new(),
             });
-            any = true;
+            if inc {
+                self.emit_ancestors(&mut out);
+            }
+        }
+        Ok(Listing { entries: out })
+    }
+
+    /// Emits the held-back entries of the directories on the stack, outermost first.
+    fn emit_ancestors(&mut self, out: &mut Vec<Entry>) {
+        for i in 0..self.stack.len() {
+            if let Some(e) = self.stack[i].pending.take() {
+                if let Some(parent) = i.checked_sub(1).map(|p| &mut self.stack[p]) {
+                    parent.kept.insert(e.node.name.clone());
+                }
+                out.push(e);
+            }
         }
     }
-    Ok(any)
+
+    /// Done with the innermost directory: with `--delete`, remove what its target holds
+    /// that the snapshot does not (a directory never restored is removed whole by its
+    /// parent, as it is not among the parent's kept names).
+    fn leave(&mut self) -> Result<()> {
+        let Some(frame) = self.stack.pop() else {
+            return Ok(());
+        };
+        if self.opts.delete && !self.opts.dry_run && frame.pending.is_none() {
+            self.deleted += delete_extraneous(&frame.target_dir, &frame.kept)?;
+        }
+        Ok(())
+    }
 }
 
-/// Removes what lies in the target but not in the listing (`--delete`).
-pub(super) fn delete_extraneous(listing: &Listing, target: &Path) -> Result<u64> {
-    let keep: HashSet<&Path> = listing.entries.iter().map(|e| e.target.as_path()).collect();
+/// Removes the entries of `dir` whose names are not in `keep` (`--delete`).
+fn delete_extraneous(dir: &Path, keep: &HashSet<Vec<u8>>) -> Result<u64> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
     let mut removed = 0;
-    let mut stack = vec![target.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) => return Err(Error::io("list", dir, e)),
-        };
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
-            let p = entry.path();
-            let ft = entry.file_type().map_err(|e| Error::io("stat", &p, e))?;
-            if keep.contains(p.as_path()) {
-                if ft.is_dir() {
-                    stack.push(p);
-                }
-                continue;
-            }
-            let r = if ft.is_dir() {
-                std::fs::remove_dir_all(&p)
-            } else {
-                std::fs::remove_file(&p)
-            };
-            r.map_err(|e| Error::io("remove", &p, e))?;
-            removed += 1;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        if keep.contains(entry.file_name().as_bytes()) {
+            continue;
         }
+        let p = entry.path();
+        let ft = entry.file_type().map_err(|e| Error::io("stat", &p, e))?;
+        let r = if ft.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(|e| Error::io("remove", &p, e))?;
+        removed += 1;
     }
     Ok(removed)
 }

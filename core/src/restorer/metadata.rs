@@ -17,25 +17,28 @@ use super::plan::Action;
 use super::RestoreSummary;
 use crate::tree::NodeKind;
 
-pub(super) fn apply_all(listing: &Listing, actions: &[Action], summary: &mut RestoreSummary) {
+/// Applies the metadata of a batch's files, links and special files, in parallel (none of
+/// it touches another entry). Directories wait for [`apply_dirs`].
+pub(super) fn apply_entries(listing: &Listing, actions: &[Action], summary: &mut RestoreSummary) {
     let root = nix::unistd::geteuid().is_root();
-    let is_dir = |i: usize| listing.entries[i].node.kind == Some(NodeKind::Dir);
-    // Everything but directories in parallel: none of it touches another entry.
-    let mut warnings: Vec<String> = (0..listing.entries.len())
+    let warnings: Vec<String> = (0..listing.entries.len())
         .into_par_iter()
-        .filter(|&i| actions[i] != Action::Failed && !is_dir(i))
+        .filter(|&i| {
+            actions[i] != Action::Failed && listing.entries[i].node.kind != Some(NodeKind::Dir)
+        })
         .filter_map(|i| apply(&listing.entries[i], root).err())
         .collect();
-    // Directories deepest first, after their contents, so nothing bumps their mtime again.
-    let mut dirs: Vec<usize> = (0..listing.entries.len())
-        .filter(|&i| actions[i] != Action::Failed && is_dir(i))
-        .collect();
-    dirs.sort_by_key(|&i| std::cmp::Reverse(listing.entries[i].depth));
-    warnings.extend(
-        dirs.into_iter()
-            .filter_map(|i| apply(&listing.entries[i], root).err()),
-    );
     summary.warnings.extend(warnings);
+}
+
+/// Applies the directories' metadata once everything is restored, deepest first, so
+/// nothing bumps their mtime again.
+pub(super) fn apply_dirs(mut dirs: Vec<Entry>, summary: &mut RestoreSummary) {
+    let root = nix::unistd::geteuid().is_root();
+    dirs.sort_by_key(|e| std::cmp::Reverse(e.depth));
+    summary
+        .warnings
+        .extend(dirs.iter().filter_map(|e| apply(e, root).err()));
 }
 
 fn apply(e: &Entry, root: bool) -> Result<(), String> {

@@ -1,14 +1,18 @@
 //! Restore: a snapshot's tree becomes files again.
 //!
-//! 1. Collect: walk the tree (from the root or a sub-path), apply `--include`/`--exclude`,
-//!    and list directories, files and other entries with their target paths.
-//! 2. Create directories, then empty files at their final size (so all-zero chunks stay
+//! The tree is walked depth-first (from the root or a sub-path, with `--include`/
+//! `--exclude`) and restored a batch of entries at a time, so memory does not grow with
+//! the number of files in the snapshot. For each batch:
+//! 1. Create directories, then empty files at their final size (so all-zero chunks stay
 //!    holes: sparse files come back sparse), then hardlinks, symlinks and special files.
-//! 3. Fetch content planned by pack (see [`plan`]): each pack range is read once, in
-//!    parallel across packs, and every blob is written to every place that needs it.
-//! 4. Apply metadata last, deepest first: owner (as root), mode, xattrs, times. Doing it
-//!    last means a read-only mode never blocks a write and a directory's mtime is not
-//!    bumped by its children afterwards.
+//! 2. Fetch content planned by pack (see [`plan`]): each pack range the batch needs is
+//!    read once, in parallel across packs, and every blob is written to every place that
+//!    needs it.
+//! 3. Apply the files' metadata: owner (as root), mode, xattrs, times, after the content,
+//!    so a read-only mode never blocks a write.
+//!
+//! Directories' metadata comes last, deepest first, so a directory's mtime is not bumped
+//! by its children afterwards.
 //!
 //! An interrupted restore leaves files with holes where blobs were not yet written;
 //! running it again with `--overwrite always` completes it.
@@ -100,7 +104,13 @@ pub trait RestoreProgress: Sync {
 pub struct NoRestoreProgress;
 impl RestoreProgress for NoRestoreProgress {}
 
-/// Restores the tree `root` of a snapshot.
+/// Entries per batch: enough for every pack of a batch to be read in parallel, few enough
+/// that a batch's paths, nodes and plan stay a few MiB whatever the snapshot's size.
+const BATCH_ENTRIES: usize = 8192;
+
+/// Restores the tree `root` of a snapshot, a batch of entries at a time (see
+/// [`collect::Walker`]): create, fetch, write and apply metadata per batch; directories'
+/// metadata comes last, deepest first.
 pub fn restore(
     repo: &Repository,
     root: &Id,
@@ -108,26 +118,63 @@ pub fn restore(
     progress: &dyn RestoreProgress,
     cancel: &AtomicBool,
 ) -> Result<RestoreSummary> {
-    let listing = collect::collect(repo, root, opts)?;
+    restore_batched(repo, root, opts, progress, cancel, BATCH_ENTRIES)
+}
+
+/// [`restore`] in batches of `batch_entries` entries (tests use tiny batches so that
+/// hard links, `--include` and `--delete` cross batch boundaries).
+pub fn restore_batched(
+    repo: &Repository,
+    root: &Id,
+    opts: &RestoreOptions,
+    progress: &dyn RestoreProgress,
+    cancel: &AtomicBool,
+    batch_entries: usize,
+) -> Result<RestoreSummary> {
+    let mut walker = collect::Walker::new(repo, root, opts)?;
     let mut summary = RestoreSummary::default();
-    let jobs = targets::prepare_targets(&listing, opts, &mut summary)?;
-    progress.total(summary.files_restored, summary.bytes);
-    if opts.dry_run {
-        return Ok(summary);
+    let fresh = targets::target_is_fresh(opts);
+    let mut first_names = targets::FirstNames::new();
+    let mut dirs = Vec::new();
+    let mut problems = Vec::new();
+    let mut verify_failures = Vec::new();
+    loop {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::error::Error::Cancelled);
+        }
+        let mut batch = walker.next_batch(batch_entries.max(1))?;
+        if batch.entries.is_empty() {
+            break;
+        }
+        let jobs = targets::prepare_targets(&batch, opts, fresh, &mut first_names, &mut summary)?;
+        // Totals grow batch by batch; the progress line shows what is known so far.
+        progress.total(summary.files_restored, summary.bytes);
+        if !opts.dry_run {
+            let plan = plan::Plan::build(repo, &batch, &jobs)?;
+            summary.packs_read += plan.pack_count() as u64;
+            let (written, errors) = plan.execute(repo, &batch, progress, cancel)?;
+            summary.bytes_written += written;
+            problems.extend(errors);
+            metadata::apply_entries(&batch, &jobs, &mut summary);
+            if opts.verify {
+                verify_failures.extend(verify::verify(repo, &batch, &jobs)?);
+            }
+        }
+        // Directories are kept (without content lists) for their metadata at the end:
+        // memory grows with the directories, not the files.
+        for (e, a) in batch.entries.drain(..).zip(jobs) {
+            if e.node.kind == Some(crate::tree::NodeKind::Dir) && a != plan::Action::Failed {
+                dirs.push(e);
+            }
+        }
     }
-    let plan = plan::Plan::build(repo, &listing, &jobs)?;
-    summary.packs_read = plan.pack_count() as u64;
-    let (written, errors) = plan.execute(repo, &listing, progress, cancel)?;
-    summary.bytes_written = written;
-    summary.errors = errors;
-    // Before metadata: removing an entry bumps its directory's mtime, and a directory
-    // restored read-only would refuse the removal.
-    if opts.delete {
-        summary.deleted = collect::delete_extraneous(&listing, &opts.target)?;
+    summary.deleted = walker.deleted;
+    if !opts.dry_run {
+        metadata::apply_dirs(dirs, &mut summary);
     }
-    metadata::apply_all(&listing, &jobs, &mut summary);
-    if opts.verify {
-        summary.verify_failures = verify::verify(repo, &listing, &jobs)?;
-    }
+    problems.sort();
+    problems.dedup();
+    summary.errors = problems;
+    summary.verify_failures = verify_failures;
     Ok(summary)
 }

@@ -82,3 +82,106 @@ fn missing_path_nested_in_another_is_reported() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].0.ends_with("not-there"), "{errs:?}");
 }
+
+/// Restores in batches of 1 to 5 entries give the same tree as one batch: hard links whose
+/// names fall in different batches stay linked, directories get their times after all
+/// their children, `--include` keeps only the directories leading to what it names, and
+/// `--delete` removes what the snapshot lacks and nothing it has.
+#[test]
+fn restores_in_small_batches_match_one_batch() {
+    use cairn_core::restorer::restore_batched;
+    use cairn_core::source::exclude::{ExcludeOptions, Excluder};
+    use std::os::unix::fs::MetadataExt;
+
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    for d in ["a", "b/deep", "c", "empty"] {
+        std::fs::create_dir_all(s.join(d)).unwrap();
+    }
+    for i in 0..7u64 {
+        write(&s.join(format!("a/f{i}")), &noise(i, 1000 + i as usize));
+        write(&s.join(format!("b/deep/g{i}")), &noise(10 + i, 50_000));
+    }
+    std::fs::hard_link(s.join("a/f1"), s.join("c/link-to-f1")).unwrap();
+    std::fs::hard_link(s.join("a/f1"), s.join("z-last-link")).unwrap();
+    let t = filetime::FileTime::from_unix_time(1_500_000_000, 0);
+    for d in ["a", "b/deep", "b", "c", "empty"] {
+        filetime::set_file_mtime(s.join(d), t).unwrap();
+    }
+    let (_b, mut repo) = init();
+    let stop = AtomicBool::new(false);
+    let out = backup(
+        &repo,
+        &backup_opts(vec![s.to_path_buf()]),
+        None,
+        &NoProgress,
+        &stop,
+    )
+    .unwrap();
+    repo.load_index().unwrap();
+    let snap = repo.load_snapshot(&out.snapshot_id.unwrap()).unwrap();
+    let rel = s.strip_prefix("/").unwrap();
+
+    for batch in 1..=5 {
+        let dst = tempfile::tempdir().unwrap();
+        let sum = restore_batched(
+            &repo,
+            &snap.tree,
+            &ropts(dst.path()),
+            &NoRestoreProgress,
+            &stop,
+            batch,
+        )
+        .unwrap();
+        assert!(
+            sum.errors.is_empty() && sum.verify_failures.is_empty(),
+            "{sum:?}"
+        );
+        let r = dst.path().join(rel);
+        for i in 0..7u64 {
+            assert_eq!(
+                std::fs::read(r.join(format!("a/f{i}"))).unwrap(),
+                noise(i, 1000 + i as usize)
+            );
+            assert_eq!(
+                std::fs::read(r.join(format!("b/deep/g{i}"))).unwrap(),
+                noise(10 + i, 50_000)
+            );
+        }
+        let ino = |p: &str| std::fs::metadata(r.join(p)).unwrap().ino();
+        assert_eq!(ino("a/f1"), ino("c/link-to-f1"), "batch {batch}");
+        assert_eq!(ino("a/f1"), ino("z-last-link"), "batch {batch}");
+        for d in ["a", "b/deep", "b", "c", "empty"] {
+            let m = std::fs::metadata(r.join(d)).unwrap();
+            assert_eq!(m.mtime(), 1_500_000_000, "batch {batch}: mtime of {d}");
+        }
+    }
+
+    // --include across batches: only b/deep/g3 and the directories leading to it.
+    let ex = |pats: &[&str]| {
+        Excluder::new(&ExcludeOptions {
+            patterns: pats.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let dst = tempfile::tempdir().unwrap();
+    let mut o = ropts(dst.path());
+    o.include = Some(ex(&["**/g3"]));
+    restore_batched(&repo, &snap.tree, &o, &NoRestoreProgress, &stop, 2).unwrap();
+    let r = dst.path().join(rel);
+    assert!(r.join("b/deep/g3").is_file());
+    assert!(!r.join("a").exists() && !r.join("empty").exists() && !r.join("b/deep/g2").exists());
+
+    // --delete across batches: extraneous entries go, restored ones stay.
+    let dst = tempfile::tempdir().unwrap();
+    let r = dst.path().join(rel);
+    write(&r.join("a/extra"), b"not in the snapshot");
+    write(&r.join("gone/x"), b"a whole directory not in the snapshot");
+    let mut o = ropts(dst.path());
+    o.delete = true;
+    let sum = restore_batched(&repo, &snap.tree, &o, &NoRestoreProgress, &stop, 3).unwrap();
+    assert_eq!(sum.deleted, 2, "{sum:?}");
+    assert!(!r.join("a/extra").exists() && !r.join("gone").exists());
+    assert!(r.join("a/f6").is_file() && r.join("z-last-link").is_file());
+}
