@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod context;
+mod malloc;
 mod metrics;
 mod mount;
 mod output;
@@ -130,6 +131,7 @@ fn configure_threads() {
 }
 
 fn main() {
+    malloc::tune();
     let started = std::time::Instant::now();
     let mut cli = Cli::parse();
     if let Err(e) = profile::apply(&mut cli) {
