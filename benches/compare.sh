@@ -258,16 +258,28 @@ measure() {
   fi
 }
 
-# ext4 does not reuse an inode within 60 s of its deletion (300 s while its inode table
-# block is dirty): each create scans past them. Right after the previous tool's restore
-# (90k files) was removed, half of a fast tool's restore went into that scan (perf:
-# recently_deleted under ext4_create), while a slow tool reached its restore minutes
-# later. So every restore starts at least 65 s after the last removal, synced.
+# Each restore goes into a fresh ext4 file system (a loop-mounted image on the same disk),
+# when root can make one: ext4 skips inodes deleted within the last minutes when it
+# allocates, scanning past each, so restoring right after the previous tool's restore
+# (90k files) was removed spent half of a fast tool's restore in that scan (perf:
+# recently_deleted under ext4_create), and a tool that reached its restore later paid
+# less. Otherwise each restore starts at least 65 s after the last mass removal.
+RESTORE_FS=${RESTORE_FS:-auto}
 LAST_RM=0
 removed() { sync; LAST_RM=$(date +%s); }
-settle_deletes() {
+restore_fs_up() { # DIR: make DIR a fresh file system, or wait out recent deletions
+  if [[ $RESTORE_FS != 0 ]] && command -v mkfs.ext4 >/dev/null && [[ $(id -u) == 0 ]]; then
+    truncate -s $((TARGET_BYTES * 2)) "$BENCH_DIR/restore.img" &&
+      mkfs.ext4 -q -F "$BENCH_DIR/restore.img" &&
+      mkdir -p "$1" && mount -o loop "$BENCH_DIR/restore.img" "$1" && return 0
+    [[ $RESTORE_FS == 1 ]] && die "RESTORE_FS=1 but the loop file system could not be made"
+  fi
   local wait=$((LAST_RM + 65 - $(date +%s)))
   if ((wait > 0)); then log "  waiting ${wait}s for ext4 to release the inodes removed last"; sleep "$wait"; fi
+}
+restore_fs_down() { # DIR
+  if mountpoint -q "$1"; then umount "$1"; fi
+  rm -f "$BENCH_DIR/restore.img"
 }
 
 # Restored files must match the dataset in count and total size (cheap sanity check).
@@ -301,7 +313,7 @@ run_tool() { # TOOL ROUND
       ((ok)) && { measure "$r" cairn backup-unchanged "$repo" -- "$CAIRN" -r "$repo" backup --host $HOST_TAG "$BENCH_DATA" || ok=0; }
       ((ok)) && change apply
       ((ok)) && { measure "$r" cairn backup-changed "$repo" -- "$CAIRN" -r "$repo" backup --host $HOST_TAG "$BENCH_DATA" || ok=0; }
-      ((ok)) && settle_deletes
+      ((ok)) && restore_fs_up "$out"
       ((ok)) && { measure "$r" cairn restore "$repo" -- "$CAIRN" -r "$repo" restore latest --target "$out" || ok=0; }
       ;;
     restic)
@@ -311,7 +323,7 @@ run_tool() { # TOOL ROUND
       ((ok)) && { measure "$r" restic backup-unchanged "$repo" -- "${rs[@]}" backup --compression auto --host $HOST_TAG "$BENCH_DATA" || ok=0; }
       ((ok)) && change apply
       ((ok)) && { measure "$r" restic backup-changed "$repo" -- "${rs[@]}" backup --compression auto --host $HOST_TAG "$BENCH_DATA" || ok=0; }
-      ((ok)) && settle_deletes
+      ((ok)) && restore_fs_up "$out"
       ((ok)) && { measure "$r" restic restore "$repo" -- "${rs[@]}" restore latest --target "$out" || ok=0; }
       ;;
     borg)
@@ -322,7 +334,7 @@ run_tool() { # TOOL ROUND
       ((ok)) && change apply
       ((ok)) && { measure "$r" borg backup-changed "$repo" -- borg create --compression "$BORG_COMPRESSION" "$repo::b3" "$BENCH_DATA" || ok=0; }
       # borg extracts into the current directory.
-      ((ok)) && settle_deletes
+      ((ok)) && restore_fs_up "$out"
       ((ok)) && { measure "$r" borg restore "$repo" -- bash -c 'cd "$1" && borg extract "$2"' _ "$out" "$repo::b3" || ok=0; }
       ;;
     bupstash)
@@ -335,14 +347,15 @@ run_tool() { # TOOL ROUND
       ((ok)) && { measure "$r" bupstash backup-unchanged "$repo" -- "${bp[@]}" gen=2 "$BENCH_DATA" || ok=0; }
       ((ok)) && change apply
       ((ok)) && { measure "$r" bupstash backup-changed "$repo" -- "${bp[@]}" gen=3 "$BENCH_DATA" || ok=0; }
+      ((ok)) && restore_fs_up "$out"
       # bupstash restores the put's root (the dataset directory) into the target itself.
       mkdir -p "$out$BENCH_DATA"
-      ((ok)) && settle_deletes
       ((ok)) && { measure "$r" bupstash restore "$repo" -- bupstash restore --into "$out$BENCH_DATA" gen=3 || ok=0; }
       unset BUPSTASH_REPOSITORY BUPSTASH_KEY BUPSTASH_QUERY_CACHE
       ;;
   esac
   ((ok)) && { verify_restore "$tool" "$out" || echo "$RUN_ID,$r,$tool,restore-verify,0,0,0,1,$CACHE_MODE" >>"$CSV"; }
+  restore_fs_down "$out"
   change revert
   rm -rf "$base"; removed
 }

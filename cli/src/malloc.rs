@@ -22,8 +22,7 @@ const APPLIED: &str = "CAIRN_MALLOC_SET";
 /// Re-executes this program with the settings, once, if they are not in place; on any
 /// failure it simply goes on with the defaults.
 pub fn tune() {
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(APPLIED).is_some()
-    {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(APPLIED).is_some() {
         return;
     }
     let missing: Vec<_> = SETTINGS

@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::id::{Id, SnapshotId};
 use crate::repository::packer::{Packer, PackerStats};
-use crate::repository::{Repository, TreeCache};
+use crate::repository::Repository;
 use crate::snapshot::{Snapshot, Summary};
 use crate::source::exclude::Excluder;
 use crate::source::scope::PrivateScope;
@@ -101,7 +101,6 @@ struct Ctx<'a> {
     opts: &'a BackupOptions,
     scope: PrivateScope,
     scopes: Scopes,
-    trees: TreeCache,
     progress: &'a dyn Progress,
     cancel: &'a AtomicBool,
     errors: Mutex<Vec<(String, String)>>,
@@ -194,7 +193,6 @@ pub fn backup(
             opts,
             scope,
             scopes,
-            trees: TreeCache::default(),
             progress,
             cancel,
             errors: Mutex::default(),

@@ -27,7 +27,7 @@ const PREFETCH_MIN: u64 = 256 << 10;
 
 /// Stores the requested paths below `dir` and returns the tree id of `dir`.
 pub(super) fn save_trie(ctx: &Ctx<'_>, dir: &Path, trie: &Trie, parent: Option<Id>) -> Result<Id> {
-    let parent_tree = parent.and_then(|t| ctx.trees.get(ctx.repo, &t).ok());
+    let parent_tree = parent.and_then(|t| ctx.repo.load_tree(&t).ok());
     let entries: Vec<(&OsString, &Trie)> = trie.children.iter().collect();
     let nodes: Vec<Option<Node>> = entries
         .par_iter()
@@ -40,7 +40,7 @@ pub(super) fn save_trie(ctx: &Ctx<'_>, dir: &Path, trie: &Trie, parent: Option<I
                     return Ok(None);
                 }
             };
-            let pnode = find_node(parent_tree.as_deref(), name.as_bytes());
+            let pnode = find_node(parent_tree.as_ref(), name.as_bytes());
             if child.requested {
                 return save_entry(ctx, &path, name, &meta, pnode, meta.dev());
             }
@@ -129,7 +129,10 @@ fn save_entry(
 }
 
 fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Result<Id> {
-    let parent_tree = parent.and_then(|t| ctx.trees.get(ctx.repo, &t).ok());
+    // Each parent tree is needed for its one directory only: loaded here and dropped with
+    // it, not cached, so a re-backup holds the parent trees of the directories in progress,
+    // not of the whole snapshot (a cache of them grew to 400 MiB on a million files).
+    let parent_tree = parent.and_then(|t| ctx.repo.load_tree(&t).ok());
     let keep_only = match ctx.opts.excluder.matching_tag_files(path) {
         Ok(tags) if !tags.is_empty() => Some(tags),
         Ok(_) => None,
@@ -163,7 +166,7 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
     // snapshot (a re-backup reads almost none, and reading them ahead would cost a full read).
     let wanted = |p: &Path, m: &Metadata| {
         let name = p.file_name().unwrap_or_default();
-        let pnode = find_node(parent_tree.as_deref(), name.as_bytes());
+        let pnode = find_node(parent_tree.as_ref(), name.as_bytes());
         !ex.excludes_path(p, false) && !ex.excludes_by_size(m.size(), true) && !same_stat(pnode, m)
     };
     let nodes: Vec<Option<Node>> = map_in_order(path, &entries, wanted, |e| {
@@ -175,7 +178,7 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
                 &child,
                 name,
                 &meta,
-                super::find_node(parent_tree.as_deref(), name.as_bytes()),
+                super::find_node(parent_tree.as_ref(), name.as_bytes()),
                 root_dev,
             ),
             Err(e) => {
