@@ -30,7 +30,9 @@ if ! command -v fusermount3 >/dev/null || ! command -v script >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 bsdutils >/dev/null
 fi
+# A container may have the fuse module loaded but no device node: make it (char 10:229).
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
+[ -e /dev/fuse ] || mknod -m 0666 /dev/fuse c 10 229 2>/dev/null || true
 ls -l /dev/fuse || echo "no /dev/fuse: the mount tests will fail"
 
 step "test servers: private sshd (SFTP) and SeaweedFS (S3) on 127.0.0.1 (scripts/servers/)"
