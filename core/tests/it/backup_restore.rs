@@ -16,14 +16,7 @@ fn round_trip_and_unchanged_rebackup_reads_nothing() {
     std::os::unix::fs::symlink("small.txt", s.join("link")).unwrap();
     let (_b, mut repo) = init();
     let stop = AtomicBool::new(false);
-    let out = backup(
-        &repo,
-        &backup_opts(vec![s.to_path_buf()]),
-        None,
-        &NoProgress,
-        &stop,
-    )
-    .unwrap();
+    let out = backup_of(&repo, vec![s.to_path_buf()]);
     assert!(out.snapshot.summary.errors.is_empty());
     assert_eq!(out.snapshot.summary.files_new, 3);
     let id = out.snapshot_id.unwrap();
@@ -68,16 +61,8 @@ fn missing_path_nested_in_another_is_reported() {
     let src = tempfile::tempdir().unwrap();
     write(&src.path().join("a.txt"), b"a");
     let (_b, repo) = init();
-    let stop = AtomicBool::new(false);
     let missing = src.path().join("not-there");
-    let out = backup(
-        &repo,
-        &backup_opts(vec![src.path().to_path_buf(), missing.clone()]),
-        None,
-        &NoProgress,
-        &stop,
-    )
-    .unwrap();
+    let out = backup_of(&repo, vec![src.path().to_path_buf(), missing.clone()]);
     let errs = &out.snapshot.summary.errors;
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].0.ends_with("not-there"), "{errs:?}");
@@ -110,14 +95,7 @@ fn restores_in_small_batches_match_one_batch() {
     }
     let (_b, mut repo) = init();
     let stop = AtomicBool::new(false);
-    let out = backup(
-        &repo,
-        &backup_opts(vec![s.to_path_buf()]),
-        None,
-        &NoProgress,
-        &stop,
-    )
-    .unwrap();
+    let out = backup_of(&repo, vec![s.to_path_buf()]);
     repo.load_index().unwrap();
     let snap = repo.load_snapshot(&out.snapshot_id.unwrap()).unwrap();
     let rel = s.strip_prefix("/").unwrap();

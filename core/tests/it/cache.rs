@@ -1,7 +1,5 @@
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use cairn_core::archiver::{backup, NoProgress};
 use cairn_core::backend::Backend;
 use cairn_core::repository::Repository;
 use cairn_core::testing::{FaultyBackend, InMemoryBackend, Op};
@@ -18,15 +16,7 @@ fn index_and_trees_come_from_the_cache_and_damage_falls_back() {
     let backend: Arc<dyn Backend> = faulty.clone();
     let mut repo = init_with(backend.clone());
     repo.enable_cache(cache_dir.path());
-    let stop = AtomicBool::new(false);
-    let out = backup(
-        &repo,
-        &backup_opts(vec![src.path().to_path_buf()]),
-        None,
-        &NoProgress,
-        &stop,
-    )
-    .unwrap();
+    let out = backup_of(&repo, vec![src.path().to_path_buf()]);
     let tree = out.snapshot.tree;
     drop(repo);
 

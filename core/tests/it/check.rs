@@ -1,10 +1,8 @@
 //! `check`: every kind of repository file missing, truncated or bit-flipped is reported by
 //! its path, and nothing else is.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use cairn_core::archiver::{backup, NoProgress};
 use cairn_core::backend::Backend;
 use cairn_core::check::{check, CheckOptions, CheckReport, NoCheckProgress, ProblemKind, Subset};
 use cairn_core::pack::PackKind;
@@ -28,15 +26,7 @@ fn fixture() -> Fixture {
     write(&s.join("dir/big.bin"), &noise(7, 3 << 20));
     write(&s.join("dir/secret.pem"), b"-----BEGIN KEY-----");
     let (b, repo) = init();
-    let stop = AtomicBool::new(false);
-    backup(
-        &repo,
-        &backup_opts(vec![s.to_path_buf()]),
-        None,
-        &NoProgress,
-        &stop,
-    )
-    .unwrap();
+    backup_of(&repo, vec![s.to_path_buf()]);
     Fixture { b, repo, _src: src }
 }
 
@@ -330,15 +320,7 @@ fn unindexed_pack_is_only_a_warning() {
     let src2 = tempfile::tempdir().unwrap();
     write(&src2.path().join("other.bin"), &noise(9, 1 << 20));
     f.repo.load_index().unwrap();
-    let stop = AtomicBool::new(false);
-    backup(
-        &f.repo,
-        &backup_opts(vec![src2.path().to_path_buf()]),
-        None,
-        &NoProgress,
-        &stop,
-    )
-    .unwrap();
+    backup_of(&f.repo, vec![src2.path().to_path_buf()]);
     // What an interrupted backup leaves: its packs, without the index files or snapshot.
     for p in f.b.paths() {
         if !before.contains(&p) && !p.contains("/packs/") {

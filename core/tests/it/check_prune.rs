@@ -2,10 +2,8 @@
 //! errors naming their file; a stale session, a held prune lock and a sweep record without
 //! its plan are warnings; every host's markers are checked, none is junk.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use cairn_core::archiver::{backup, NoProgress};
 use cairn_core::backend::layout::{self, HostDir};
 use cairn_core::backend::Backend;
 use cairn_core::check::{check, CheckOptions, CheckReport, NoCheckProgress, ProblemKind};
@@ -31,14 +29,7 @@ fn fixture() -> Fixture {
     let src = tempfile::tempdir().unwrap();
     write(&src.path().join("a.txt"), b"hello");
     let (b, repo) = init();
-    backup(
-        &repo,
-        &backup_opts(vec![src.path().to_path_buf()]),
-        None,
-        &NoProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    backup_of(&repo, vec![src.path().to_path_buf()]);
     Fixture { b, repo, _src: src }
 }
 

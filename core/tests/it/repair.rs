@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use cairn_core::archiver::{backup, NoProgress};
 use cairn_core::backend::layout::{self, HostDir};
 use cairn_core::backend::Backend;
 use cairn_core::check::{check, CheckOptions, CheckReport, NoCheckProgress, ProblemKind, Subset};
@@ -45,14 +43,7 @@ fn fixture() -> Fixture {
         write(&src.path().join(n), c);
     }
     let (b, repo) = init();
-    let out = backup(
-        &repo,
-        &backup_opts(vec![src.path().to_path_buf()]),
-        None,
-        &NoProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let out = backup_of(&repo, vec![src.path().to_path_buf()]);
     Fixture {
         b,
         repo,
@@ -285,14 +276,7 @@ fn every_hosts_index_is_rebuilt_with_its_own_keys() {
     let other = f.repo.as_host(host);
     let src = tempfile::tempdir().unwrap();
     write(&src.path().join("x.bin"), &noise(3, 1 << 20));
-    backup(
-        &other,
-        &backup_opts(vec![src.path().to_path_buf()]),
-        None,
-        &NoProgress,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    backup_of(&other, vec![src.path().to_path_buf()]);
     let theirs = format!("hosts/{host}/");
     for p in f.b.paths() {
         if p.starts_with(&theirs) && (p.contains("/index/") || p.contains("/tindex/")) {

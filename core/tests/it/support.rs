@@ -62,6 +62,21 @@ pub fn backup_opts(paths: Vec<std::path::PathBuf>) -> cairn_core::archiver::Back
     }
 }
 
+/// Backs `paths` up into `repo` with [`backup_opts`], failing the test on an error.
+pub fn backup_of(
+    repo: &Repository,
+    paths: Vec<std::path::PathBuf>,
+) -> cairn_core::archiver::BackupOutcome {
+    cairn_core::archiver::backup(
+        repo,
+        &backup_opts(paths),
+        None,
+        &cairn_core::archiver::NoProgress,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap()
+}
+
 /// Restore options for tests: verify, overwrite, nothing else.
 pub fn ropts(target: &Path) -> cairn_core::restorer::RestoreOptions {
     cairn_core::restorer::RestoreOptions {
