@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::RestoreOptions;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::repository::Repository;
+use crate::repository::{Repository, TreeCache};
 use crate::tree::{Node, NodeKind};
 
 /// One thing to restore.
@@ -82,41 +82,25 @@ impl<'a> Walker<'a> {
         let mut tid = *root;
         let mut snap_root = PathBuf::from("/");
         if let Some(sub) = &opts.subpath {
-            for comp in sub.components() {
-                let name = match comp {
-                    std::path::Component::RootDir => continue,
-                    std::path::Component::Normal(n) => n,
-                    _ => {
-                        return Err(Error::InvalidInput(format!(
-                            "invalid path {} in snapshot",
-                            sub.display()
-                        )))
+            let node = crate::browse::lookup(repo, &TreeCache::default(), root, sub)?;
+            snap_root.extend(
+                sub.components()
+                    .filter(|c| matches!(c, std::path::Component::Normal(_))),
+            );
+            match (node.kind, node.subtree, snap_root.file_name()) {
+                (Some(NodeKind::Dir), Some(t), _) => tid = t,
+                (Some(NodeKind::Dir), None, _) | (_, _, None) => return Ok(w),
+                (_, _, Some(name)) => {
+                    // A single file: restore it into the target under its own name.
+                    if !excluded(opts, &snap_root, false) && included(opts, &snap_root, false) {
+                        w.single = Some(Entry {
+                            target: opts.target.join(name),
+                            snap_path: snap_root.clone(),
+                            node,
+                            depth: 1,
+                        });
                     }
-                };
-                let tree = repo.load_tree(&tid)?;
-                let node = tree
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == name.as_bytes())
-                    .ok_or_else(|| Error::NotFound {
-                        what: "path in snapshot",
-                        name: sub.display().to_string(),
-                    })?;
-                snap_root.push(name);
-                match (node.kind, node.subtree) {
-                    (Some(NodeKind::Dir), Some(t)) => tid = t,
-                    _ => {
-                        // A single file: restore it into the target under its own name.
-                        if !excluded(opts, &snap_root, false) && included(opts, &snap_root, false) {
-                            w.single = Some(Entry {
-                                snap_path: snap_root.clone(),
-                                target: opts.target.join(name),
-                                node: node.clone(),
-                                depth: 1,
-                            });
-                        }
-                        return Ok(w);
-                    }
+                    return Ok(w);
                 }
             }
         }

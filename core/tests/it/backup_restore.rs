@@ -163,3 +163,33 @@ fn restores_in_small_batches_match_one_batch() {
     assert!(!r.join("a/extra").exists() && !r.join("gone").exists());
     assert!(r.join("a/f6").is_file() && r.join("z-last-link").is_file());
 }
+
+/// A sub-path naming a file restores that file under its own name; a sub-path that runs on
+/// through a file is not found (it used to restore the file it ran through).
+#[test]
+fn sub_paths_resolve_like_browse_lookup() {
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    write(&s.join("dir/a.txt"), b"the file");
+    let (_b, mut repo) = init();
+    let out = backup_of(&repo, vec![s.to_path_buf()]);
+    repo.load_index().unwrap();
+    let snap = repo.load_snapshot(&out.snapshot_id.unwrap()).unwrap();
+    let stop = AtomicBool::new(false);
+
+    let dst = tempfile::tempdir().unwrap();
+    let mut o = ropts(dst.path());
+    o.subpath = Some(s.join("dir/a.txt"));
+    restore(&repo, &snap.tree, &o, &NoRestoreProgress, &stop).unwrap();
+    assert_eq!(
+        std::fs::read(dst.path().join("a.txt")).unwrap(),
+        b"the file"
+    );
+
+    let dst = tempfile::tempdir().unwrap();
+    let mut o = ropts(dst.path());
+    o.subpath = Some(s.join("dir/a.txt/beyond"));
+    let err = restore(&repo, &snap.tree, &o, &NoRestoreProgress, &stop).unwrap_err();
+    assert!(matches!(err, cairn_core::Error::NotFound { .. }), "{err:?}");
+    assert!(!dst.path().join("a.txt").exists());
+}
