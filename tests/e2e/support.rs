@@ -106,11 +106,7 @@ impl Cairn {
     /// A command ready to run (cleaned of inherited CAIRN_* variables).
     pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(bin());
-        for (k, _) in std::env::vars_os() {
-            if k.as_bytes().starts_with(b"CAIRN_") {
-                cmd.env_remove(&k);
-            }
-        }
+        remove_env(&mut cmd, &["CAIRN_"]);
         cmd.env("CAIRN_PASSWORD", &self.password);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -170,6 +166,19 @@ impl Cairn {
         let mut a = vec!["init"];
         a.extend(CHEAP_KDF);
         self.ok(&a);
+    }
+}
+
+/// Keeps the variables starting with any of `prefixes` out of `cmd`'s environment, so a
+/// test sees only what it sets (the developer's own CAIRN_PASSWORD must not leak in).
+pub fn remove_env(cmd: &mut Command, prefixes: &[&str]) {
+    for (k, _) in std::env::vars_os() {
+        if prefixes
+            .iter()
+            .any(|p| k.as_bytes().starts_with(p.as_bytes()))
+        {
+            cmd.env_remove(&k);
+        }
     }
 }
 

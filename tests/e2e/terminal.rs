@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, s, TreeSpec, CHEAP_KDF};
+use crate::support::{bin, remove_env, s, TreeSpec, CHEAP_KDF};
 
 /// How long one step may take before the test fails instead of hanging on a prompt that
 /// nobody answers.
@@ -37,12 +37,7 @@ impl Terminal {
         // -q: no banner; -e: exit with cairn's code; -f: flush each write; /dev/null: no
         // typescript file.
         cmd.args(["-q", "-e", "-f", "-c", &line, "/dev/null"]);
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if k.starts_with("CAIRN_") || k.starts_with("XDG_") {
-                cmd.env_remove(&k);
-            }
-        }
+        remove_env(&mut cmd, &["CAIRN_", "XDG_"]);
         cmd.env("HOME", home)
             .env("SHELL", "/bin/sh")
             .env("TERM", "dumb");
@@ -95,6 +90,14 @@ impl Terminal {
             .write_all(format!("{text}\r").as_bytes())
             .expect("typing");
         input.flush().expect("typing");
+    }
+
+    /// Answers the two new-password prompts.
+    fn answer_new_password(&mut self, first: &str, again: &str) {
+        self.expect("enter new password: ");
+        self.type_line(first);
+        self.expect("enter new password again: ");
+        self.type_line(again);
     }
 
     /// Waits for `cairn` to end; returns its exit code and everything the terminal showed.
@@ -219,10 +222,7 @@ fn prompts_appear_only_when_nothing_was_given() {
     let mut args = vec!["-r", s(&repo), "init"];
     args.extend(CHEAP_KDF);
     let mut t = Terminal::start(dir.path(), &[], &args);
-    t.expect("enter new password: ");
-    t.type_line(typed);
-    t.expect("enter new password again: ");
-    t.type_line(typed);
+    t.answer_new_password(typed, typed);
     let (code, shown) = t.finish();
     assert_eq!(code, 0, "init with a typed password:\n{shown}");
     assert!(!shown.contains(typed), "the password was echoed:\n{shown}");
@@ -232,10 +232,7 @@ fn prompts_appear_only_when_nothing_was_given() {
     let mut args = vec!["-r", s(&other), "init"];
     args.extend(CHEAP_KDF);
     let mut t = Terminal::start(dir.path(), &[], &args);
-    t.expect("enter new password: ");
-    t.type_line("one");
-    t.expect("again: ");
-    t.type_line("two");
+    t.answer_new_password("one", "two");
     let (code, shown) = t.finish();
     assert_ne!(code, 0, "{shown}");
     assert!(shown.contains("do not match"), "{shown}");
@@ -265,10 +262,7 @@ fn prompts_appear_only_when_nothing_was_given() {
     // key add with nothing given for the new key: asked twice.
     let env = [("CAIRN_PASSWORD", typed)];
     let mut t = Terminal::start(dir.path(), &env, &args);
-    t.expect("enter new password: ");
-    t.type_line("third-key");
-    t.expect("enter new password again: ");
-    t.type_line("third-key");
+    t.answer_new_password("third-key", "third-key");
     let (code, shown) = t.finish();
     assert_eq!(code, 0, "{shown}");
 
