@@ -127,26 +127,32 @@ impl CairnFs {
             .and_then(|i| self.inodes.get(usize::try_from(i).ok()?))
     }
 
-    fn add(&mut self, parent: u64, name: &[u8], what: What) -> u64 {
-        if let Some(&ino) = self.by_name.get(&(parent, name.to_vec())) {
+    /// The inode of `name` in `parent`, made on first sight: `what` runs only then, so
+    /// listing a directory again does not copy its nodes again.
+    fn add(&mut self, parent: u64, name: &[u8], what: impl FnOnce() -> What) -> u64 {
+        let key = (parent, name.to_vec());
+        if let Some(&ino) = self.by_name.get(&key) {
             return ino;
         }
+        let what = what();
         let link_key = match &what {
             What::Node { snap, node } if node.kind == Some(NodeKind::File) && node.nlink > 1 => {
                 Some((*snap, node.dev, node.inode))
             }
             _ => None,
         };
-        if let Some(&ino) = link_key.as_ref().and_then(|k| self.hardlinks.get(k)) {
-            self.by_name.insert((parent, name.to_vec()), ino);
-            return ino;
-        }
-        self.inodes.push(Inode { parent, what });
-        let ino = self.inodes.len() as u64;
-        self.by_name.insert((parent, name.to_vec()), ino);
-        if let Some(k) = link_key {
-            self.hardlinks.insert(k, ino);
-        }
+        let ino = match link_key.as_ref().and_then(|k| self.hardlinks.get(k)) {
+            Some(&ino) => ino,
+            None => {
+                self.inodes.push(Inode { parent, what });
+                let ino = self.inodes.len() as u64;
+                if let Some(k) = link_key {
+                    self.hardlinks.insert(k, ino);
+                }
+                ino
+            }
+        };
+        self.by_name.insert(key, ino);
         ino
     }
 
@@ -166,7 +172,7 @@ impl CairnFs {
                 }
             }
         };
-        self.add(parent, name.as_bytes(), what)
+        self.add(parent, name.as_bytes(), || what)
     }
 
     fn attr(&self, ino: u64) -> Option<FileAttr> {
@@ -243,7 +249,7 @@ impl CairnFs {
                 let Ok(i) = tree.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)) else {
                     return Ok(None);
                 };
-                let what = What::Node {
+                let what = || What::Node {
                     snap,
                     node: Arc::new(tree.nodes[i].clone()),
                 };
@@ -290,7 +296,7 @@ impl CairnFs {
                 let tree = self.tree_of(&node)?;
                 for n in &tree.nodes {
                     let kind = file_type(n.kind);
-                    let what = What::Node {
+                    let what = || What::Node {
                         snap,
                         node: Arc::new(n.clone()),
                     };
