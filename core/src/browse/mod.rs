@@ -113,6 +113,17 @@ fn walk_inner<E: From<Error>>(
     Ok(true)
 }
 
+/// Refuses anything but a regular file, by name.
+pub(crate) fn require_file(node: &Node) -> Result<()> {
+    if node.kind != Some(NodeKind::File) {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a regular file",
+            String::from_utf8_lossy(&node.name)
+        )));
+    }
+    Ok(())
+}
+
 /// Passes a file's content to `sink` blob by blob, so memory stays at one chunk whatever
 /// the file's size. Returns the bytes passed. The error type is the caller's, so a write
 /// failure (a closed pipe) comes back exactly as the sink raised it.
@@ -121,13 +132,7 @@ pub fn dump_file<E: From<Error>>(
     node: &Node,
     sink: &mut dyn FnMut(&[u8]) -> std::result::Result<(), E>,
 ) -> std::result::Result<u64, E> {
-    if node.kind != Some(NodeKind::File) {
-        return Err(Error::InvalidInput(format!(
-            "{} is not a regular file",
-            String::from_utf8_lossy(&node.name)
-        ))
-        .into());
-    }
+    require_file(node)?;
     let mut n = 0u64;
     for c in &node.content {
         let (btype, id) = repo.content_id(c);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::error::{Error, Result};
 use crate::id::{Id, IdMap};
 use crate::repository::Repository;
-use crate::tree::{ContentRef, Node, NodeKind};
+use crate::tree::{ContentRef, Node};
 
 /// `None` once a load failed.
 type Slot = Arc<OnceLock<Option<Arc<Vec<u8>>>>>;
@@ -103,12 +103,7 @@ pub struct FileReader {
 impl FileReader {
     /// A reader of a regular file's node.
     pub fn new(node: &Node) -> Result<Self> {
-        if node.kind != Some(NodeKind::File) {
-            return Err(Error::InvalidInput(format!(
-                "{} is not a regular file",
-                String::from_utf8_lossy(&node.name)
-            )));
-        }
+        super::require_file(node)?;
         let mut end = 0u64;
         let ends = node
             .content
