@@ -109,10 +109,13 @@ impl Repository {
                 s.spawn(move || p.upload_loop(&rx));
             }
             drop(rx);
+            // Dropping the last sender ends the uploaders once the queue drains. It must
+            // happen even if `f` panics: the scope waits for the uploaders before passing
+            // the panic on, and they wait for the sender.
+            let _close = CloseQueue(&packer.tx);
             let r = f(&packer);
             let flushed = packer.flush_open();
-            // Dropping the last sender ends the uploaders once the queue drains.
-            drop(lock(&packer.tx).take());
+            drop(_close);
             (r, flushed)
         });
         let (r, flushed) = result;
@@ -132,6 +135,15 @@ impl Repository {
             index_files: packer.index_files.load(Ordering::Relaxed),
         };
         Ok((r, stats))
+    }
+}
+
+/// Closes the upload queue when dropped (see [`Repository::with_packer`]).
+struct CloseQueue<'a>(&'a Mutex<Option<Sender<FinishedPack>>>);
+
+impl Drop for CloseQueue<'_> {
+    fn drop(&mut self) {
+        drop(lock(self.0).take());
     }
 }
 

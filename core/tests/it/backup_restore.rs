@@ -193,3 +193,23 @@ fn sub_paths_resolve_like_browse_lookup() {
     assert!(matches!(err, cairn_core::Error::NotFound { .. }), "{err:?}");
     assert!(!dst.path().join("a.txt").exists());
 }
+
+/// A panic inside a backup (a bug, but one the caller must see) used to leave the packer's
+/// uploaders waiting for packs forever, and the backup hung instead of failing.
+#[test]
+fn a_panic_inside_the_packer_reaches_the_caller() {
+    let (_b, repo) = init();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            repo.with_packer(|_| -> cairn_core::error::Result<()> { panic!("a bug") })
+        }));
+        let _ = tx.send(r.is_err());
+    });
+    let panicked = rx.recv_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(
+        panicked,
+        Ok(true),
+        "with_packer hung or swallowed the panic"
+    );
+}
