@@ -56,13 +56,24 @@ pub fn encode(plain: &[u8], level: i32, reserve_front: usize) -> Vec<u8> {
 
 /// Decodes `codec || body`, refusing output longer than `max_len`.
 pub fn decode(c: &[u8], max_len: usize) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::new();
+    decode_into(c, max_len, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode`] into `out` (cleared first), which a caller decoding many blobs reuses: a
+/// fresh buffer per multi-MiB chunk is fresh pages, and faulting them in cost a restore
+/// about as much kernel time as writing the files.
+pub fn decode_into(c: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), &'static str> {
     let (&codec, body) = c.split_first().ok_or("empty body")?;
+    out.clear();
     match codec {
         CODEC_RAW => {
             if body.len() > max_len {
                 return Err("raw body longer than expected");
             }
-            Ok(body.to_vec())
+            out.extend_from_slice(body);
+            Ok(())
         }
         CODEC_ZSTD => DECOMPRESSOR.with(|d| {
             let mut d = d.borrow_mut();
@@ -70,16 +81,25 @@ pub fn decode(c: &[u8], max_len: usize) -> Result<Vec<u8>, &'static str> {
                 *d = zstd::bulk::Decompressor::new().ok();
             }
             let z = d.as_mut().ok_or("no zstd context")?;
-            // The output buffer is allocated at full capacity up front: size it by the
-            // frame's declared length (zstd refuses a frame whose output differs from it),
-            // not by the bound, which for sealed files is many times any real one.
+            // The output is bounded by the frame's declared length (zstd refuses a frame
+            // whose output differs from it), not by the bound, which for sealed files is
+            // many times any real one: capacity beyond it is never reserved.
             let cap = match zstd::zstd_safe::get_frame_content_size(body) {
                 Ok(Some(n)) if n <= max_len as u64 => n as usize,
                 Ok(Some(_)) => return Err("zstd frame longer than expected"),
                 _ => max_len,
             };
-            z.decompress(body, cap)
-                .map_err(|_| "zstd frame invalid or longer than expected")
+            out.reserve(cap);
+            // zstd fills the whole capacity if it must, which a reused buffer may have
+            // beyond `cap`: a longer output is refused after the fact.
+            let n = z
+                .decompress_to_buffer(body, out)
+                .map_err(|_| "zstd frame invalid or longer than expected")?;
+            if n > cap {
+                out.clear();
+                return Err("zstd frame longer than expected");
+            }
+            Ok(())
         }),
         _ => Err("unknown codec byte"),
     }

@@ -103,7 +103,7 @@ pub fn open(ck: &[u8; 32], aad: &[u8; AAD_LEN], stored: &[u8]) -> Result<Vec<u8>
 }
 
 /// [`open`] into `out` (cleared first), which a caller opening many blobs reuses.
-fn open_into(
+pub fn open_into(
     ck: &[u8; 32],
     aad: &[u8; AAD_LEN],
     stored: &[u8],

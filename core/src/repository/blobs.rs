@@ -124,6 +124,20 @@ impl Repository {
         self.open_blob_as(&self.host, btype, id, ck, loc, stored)
     }
 
+    /// [`Self::open_blob`] into `buffers.plain`, with buffers a caller opening many blobs
+    /// keeps: restore's chunks are MiBs each, and fresh buffers for each were fresh pages.
+    pub fn open_blob_into(
+        &self,
+        btype: BlobType,
+        id: &Id,
+        ck: Option<&[u8; 32]>,
+        loc: &BlobLocation<'_>,
+        stored: &[u8],
+        buffers: &mut BlobBuffers,
+    ) -> Result<()> {
+        self.open_into(&self.host, btype, id, ck, loc, stored, buffers)
+    }
+
     /// [`Self::open_blob`] for a tree or private blob written by `host`.
     pub fn open_blob_as(
         &self,
@@ -134,6 +148,22 @@ impl Repository {
         loc: &BlobLocation<'_>,
         stored: &[u8],
     ) -> Result<Vec<u8>> {
+        let mut buffers = BlobBuffers::default();
+        self.open_into(host, btype, id, ck, loc, stored, &mut buffers)?;
+        Ok(buffers.plain)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_into(
+        &self,
+        host: &HostKeys,
+        btype: BlobType,
+        id: &Id,
+        ck: Option<&[u8; 32]>,
+        loc: &BlobLocation<'_>,
+        stored: &[u8],
+        buffers: &mut BlobBuffers,
+    ) -> Result<()> {
         let fail = |stage: &'static str| Error::BlobIntegrity {
             id: id.to_hex(),
             pack: loc.pack.name.to_hex(),
@@ -152,18 +182,20 @@ impl Repository {
             (_, Some(ck)) => ck,
             (_, None) => return Err(fail("content")),
         };
-        let c = blob::open(ck, &self.aad(host, btype, id), stored).map_err(|_| fail("aead"))?;
-        let plain = compress::decode(&c, loc.plen as usize).map_err(|_| fail("decompress"))?;
+        let BlobBuffers { sealed, plain } = buffers;
+        blob::open_into(ck, &self.aad(host, btype, id), stored, sealed)
+            .map_err(|_| fail("aead"))?;
+        compress::decode_into(sealed, loc.plen as usize, plain).map_err(|_| fail("decompress"))?;
         // GCM does not commit to its key: re-derive the key from the plaintext and compare.
         let ok = match btype {
-            BlobType::GroupData => kh(&self.group.k_conv, &plain) == *ck,
-            BlobType::PrivateData => kh(&host.k_pconv, &plain) == *ck,
-            BlobType::Tree => kh(&host.k_tid, &plain) == id.0,
+            BlobType::GroupData => kh(&self.group.k_conv, plain) == *ck,
+            BlobType::PrivateData => kh(&host.k_pconv, plain) == *ck,
+            BlobType::Tree => kh(&host.k_tid, plain) == id.0,
         };
         if !ok || plain.len() != loc.plen as usize {
             return Err(fail("content"));
         }
-        Ok(plain)
+        Ok(())
     }
 
     /// Repository path of a pack.
@@ -261,4 +293,12 @@ impl TreeCache {
         }
         Ok(t)
     }
+}
+
+/// Buffers for opening blobs one after another ([`Repository::open_blob_into`]).
+#[derive(Default)]
+pub struct BlobBuffers {
+    sealed: Vec<u8>,
+    /// The last blob opened.
+    pub plain: Vec<u8>,
 }

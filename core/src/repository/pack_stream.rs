@@ -84,6 +84,18 @@ impl Repository {
         entries: &[PackEntry],
         f: &mut dyn FnMut(&PackEntry, &[u8]) -> Result<()>,
     ) -> Result<()> {
+        self.stream_pack_blobs_buffered(pack, entries, &mut Vec::new(), f)
+    }
+
+    /// [`Self::stream_pack_blobs`] reading each blob into `buf`, which a caller streaming
+    /// many packs keeps (its pages are then faulted in once, not once per blob).
+    pub fn stream_pack_blobs_buffered(
+        &self,
+        pack: &PackId,
+        entries: &[PackEntry],
+        buf: &mut Vec<u8>,
+        f: &mut dyn FnMut(&PackEntry, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let path = pack.path();
         let mut sorted: Vec<&PackEntry> = entries.iter().collect();
         sorted.sort_by_key(|e| e.offset);
@@ -110,20 +122,10 @@ impl Repository {
             let first = run[0].offset;
             let mut delivered = 0usize;
             let mut failed: Option<Error> = None;
-            let mut buf = Vec::new();
             let r = self
                 .backend
                 .read_stream(&path, Some(first..range_end), &mut |rd| {
-                    cut(
-                        rd,
-                        first,
-                        run,
-                        &mut delivered,
-                        &mut buf,
-                        &mut whole,
-                        &mut failed,
-                    )
-                    .map(|_| ())
+                    cut(rd, first, run, &mut delivered, buf, &mut whole, &mut failed).map(|_| ())
                 });
             if let Some(e) = failed {
                 return Err(e);

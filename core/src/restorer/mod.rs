@@ -133,7 +133,7 @@ pub fn restore_batched(
 ) -> Result<RestoreSummary> {
     let mut walker = collect::Walker::new(repo, root, opts)?;
     let mut summary = RestoreSummary::default();
-    let fresh = targets::target_is_fresh(opts);
+    let mut fresh = targets::Fresh::new(opts);
     let mut first_names = targets::FirstNames::new();
     let mut dirs = Vec::new();
     let mut problems = Vec::new();
@@ -146,15 +146,17 @@ pub fn restore_batched(
         if batch.entries.is_empty() {
             break;
         }
-        let jobs = targets::prepare_targets(&batch, opts, fresh, &mut first_names, &mut summary)?;
+        let jobs =
+            targets::prepare_targets(&batch, opts, &mut fresh, &mut first_names, &mut summary)?;
         // Totals grow batch by batch; the progress line shows what is known so far.
         progress.total(summary.files_restored, summary.bytes);
         if !opts.dry_run {
             let plan = plan::Plan::build(repo, &batch, &jobs)?;
             summary.packs_read += plan.pack_count() as u64;
-            let (written, errors) = plan.execute(repo, &batch, progress, cancel)?;
-            summary.bytes_written += written;
-            problems.extend(errors);
+            let done = plan.execute(repo, &batch, &jobs, progress, cancel)?;
+            summary.bytes_written += done.written;
+            problems.extend(done.problems);
+            summary.warnings.extend(done.warnings);
             metadata::apply_entries(&batch, &jobs, &mut summary);
             if opts.verify {
                 verify_failures.extend(verify::verify(repo, &batch, &jobs)?);

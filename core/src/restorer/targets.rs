@@ -2,7 +2,7 @@
 //! parents exist), then files and special files in parallel (each a few syscalls, and a
 //! snapshot has tens of thousands), then hardlinks once their first name exists.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -32,18 +32,43 @@ struct Tally {
 /// gets the content; later names link to it, in this batch or a later one.
 pub type FirstNames = HashMap<(u64, u64), PathBuf>;
 
-/// Whether nothing can be in the way at the target: it is new or empty, so the existence
-/// check of every entry (tens of thousands of stat calls on a big restore) is skipped.
-/// Asked once, before the first batch creates anything.
-pub fn target_is_fresh(opts: &RestoreOptions) -> bool {
-    std::fs::read_dir(&opts.target).map_or(true, |mut d| d.next().is_none())
+/// Where nothing can be in the way: the directories this restore created (and the target
+/// itself when it was new or empty). Entries directly inside them are created without the
+/// existence check that costs a path walk and a directory search each (tens of thousands
+/// on a big restore). Tracking this per directory, not only for the whole target, matters:
+/// a target that is a fresh file system's root holds `lost+found`, yet everything below the
+/// directories the restore makes is new. Grows with the directories, not the files.
+pub struct Fresh {
+    target: PathBuf,
+    target_fresh: bool,
+    created: HashSet<PathBuf>,
+}
+
+impl Fresh {
+    /// Asked once, before the first batch creates anything.
+    pub fn new(opts: &RestoreOptions) -> Self {
+        Self {
+            target: opts.target.clone(),
+            target_fresh: std::fs::read_dir(&opts.target).map_or(true, |mut d| d.next().is_none()),
+            created: HashSet::new(),
+        }
+    }
+
+    /// Whether `path` can only be new: its parent is a directory this restore created.
+    fn holds_nothing_at(&self, path: &Path) -> bool {
+        match path.parent() {
+            Some(p) if p == self.target => self.target_fresh,
+            Some(p) => self.created.contains(p),
+            None => false,
+        }
+    }
 }
 
 /// Creates a batch's directories, empty files of final size, links and special files.
 pub fn prepare_targets(
     listing: &Listing,
     opts: &RestoreOptions,
-    fresh: bool,
+    fresh: &mut Fresh,
     first_names: &mut FirstNames,
     summary: &mut RestoreSummary,
 ) -> Result<Vec<Action>> {
@@ -58,10 +83,15 @@ pub fn prepare_targets(
         match nd.kind {
             Some(NodeKind::Dir) => {
                 summary.dirs += 1;
-                if !opts.dry_run
-                    && (fresh || !std::fs::symlink_metadata(&e.target).is_ok_and(|m| m.is_dir()))
-                {
+                if opts.dry_run {
+                    continue;
+                }
+                if fresh.holds_nothing_at(&e.target) {
+                    std::fs::create_dir(&e.target).map_err(|err| create_err(&e.target, err))?;
+                    fresh.created.insert(e.target.clone());
+                } else if !std::fs::symlink_metadata(&e.target).is_ok_and(|m| m.is_dir()) {
                     std::fs::create_dir_all(&e.target).map_err(|err| create_err(&e.target, err))?;
+                    fresh.created.insert(e.target.clone());
                 }
             }
             Some(NodeKind::File) if nd.nlink > 1 => match first_names.get(&(nd.dev, nd.inode)) {
@@ -91,7 +121,8 @@ pub fn prepare_targets(
         .par_iter()
         .flat_map_iter(|g| {
             g.iter().map(|&i| {
-                let (a, t) = prepare_entry(&listing.entries[i], opts, fresh, &warnings)?;
+                let e = &listing.entries[i];
+                let (a, t) = prepare_entry(e, opts, fresh.holds_nothing_at(&e.target), &warnings)?;
                 Ok((i, a, t))
             })
         })
@@ -109,7 +140,7 @@ pub fn prepare_targets(
         summary.others += 1;
         let e = &listing.entries[i];
         if !opts.dry_run {
-            if std::fs::symlink_metadata(&e.target).is_ok() {
+            if !fresh.holds_nothing_at(&e.target) && std::fs::symlink_metadata(&e.target).is_ok() {
                 remove_any(&e.target)?;
             }
             std::fs::hard_link(first, &e.target).map_err(|err| create_err(&e.target, err))?;
@@ -153,6 +184,11 @@ fn prepare_entry(
         }
         t.restored = 1;
         t.bytes = n.size;
+        if fresh && n.nlink <= 1 && !opts.dry_run {
+            // Nothing is in the way: the file is made when its first blob arrives, so
+            // it is opened once, not once to create and once more to write.
+            return Ok((Action::WriteNew, t));
+        }
         if !opts.dry_run {
             if exists.as_ref().is_some_and(|m| !m.is_file()) {
                 remove_any(&e.target)?;

@@ -21,7 +21,7 @@ pub(super) fn verify(
         .par_iter()
         .enumerate()
         .filter(|(i, e)| {
-            matches!(actions[*i], Action::Write | Action::Skip)
+            matches!(actions[*i], Action::Write | Action::WriteNew | Action::Skip)
                 && e.node.kind == Some(NodeKind::File)
         })
         .filter_map(|(_, e)| check_file(repo, e).err())
