@@ -4,7 +4,8 @@
 //! Input: one mode byte, then the bytes. Mode bit 0 clear: a sealed blob `S`, opened with the
 //! seed key and then decoded. Set: `codec || body` fed straight to `compress::decode`, since
 //! the fuzzer cannot forge the AEAD to reach the zstd decoder through `open`. Bits 1-2 pick
-//! the output bound.
+//! the output bound. The in-place opener and the reusing decoder restore uses must agree
+//! with these.
 
 use cairn_core::compress;
 use cairn_core::crypto::blob;
@@ -18,14 +19,28 @@ fuzz_target!(|data: &[u8]| {
     };
     let max = MAX[usize::from((mode >> 1) & 3)];
     let c = if mode & 1 == 0 {
-        match blob::open(&cairn_fuzz::CK, &cairn_fuzz::blob_aad(), rest) {
+        let opened = blob::open(&cairn_fuzz::CK, &cairn_fuzz::blob_aad(), rest);
+        // Opening in place (restore) must agree with opening into a new buffer.
+        let mut stored = rest.to_vec();
+        let in_place = blob::open_in_place(&cairn_fuzz::CK, &cairn_fuzz::blob_aad(), &mut stored);
+        assert_eq!(opened.as_deref().ok(), in_place.ok(), "in-place open differs");
+        match opened {
             Ok(c) => c,
             Err(_) => return,
         }
     } else {
         rest.to_vec()
     };
-    if let Ok(plain) = compress::decode(&c, max) {
+    let decoded = compress::decode(&c, max);
+    if let Ok(plain) = &decoded {
         assert!(plain.len() <= max, "decode exceeded its bound");
     }
+    // A reused scratch buffer (restore keeps one per worker) holds more capacity than the
+    // bound: the bound must still hold, and the result must be decode's.
+    let mut scratch = Vec::with_capacity(2 << 20);
+    let with = compress::decode_with(&c, max, &mut scratch);
+    if let Ok(plain) = with {
+        assert!(plain.len() <= max, "decode_with exceeded its bound");
+    }
+    assert_eq!(with.ok(), decoded.as_deref().ok(), "decode_with differs from decode");
 });

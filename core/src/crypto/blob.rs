@@ -103,7 +103,7 @@ pub fn open(ck: &[u8; 32], aad: &[u8; AAD_LEN], stored: &[u8]) -> Result<Vec<u8>
 }
 
 /// [`open`] into `out` (cleared first), which a caller opening many blobs reuses.
-pub fn open_into(
+fn open_into(
     ck: &[u8; 32],
     aad: &[u8; AAD_LEN],
     stored: &[u8],
@@ -123,6 +123,34 @@ pub fn open_into(
     Aes256Gcm::new(k_enc.expose().into())
         .decrypt_in_place_detached(nonce, aad, out, Tag::from_slice(tag))
         .map_err(|_| "aead")
+}
+
+/// [`open`] in place: decrypts the body inside `stored` and returns it (`C`), so a caller
+/// that owns the stored bytes needs no second buffer of their size.
+pub fn open_in_place<'a>(
+    ck: &[u8; 32],
+    aad: &[u8; AAD_LEN],
+    stored: &'a mut [u8],
+) -> Result<&'a [u8], &'static str> {
+    if stored.len() < SEAL_OVERHEAD + 1 {
+        return Err("length");
+    }
+    if stored[0] != BLOB_VERSION {
+        return Err("version");
+    }
+    let (head, rest) = stored.split_at_mut(13);
+    let body_len = rest.len() - 16;
+    let (body, tag) = rest.split_at_mut(body_len);
+    let k_enc = dk(ctx::BLOB_ENC, ck);
+    Aes256Gcm::new(k_enc.expose().into())
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&head[1..13]),
+            aad,
+            body,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| "aead")?;
+    Ok(body)
 }
 
 /// Checks stored bytes without decompressing them: the AEAD tag under `ck`, and the

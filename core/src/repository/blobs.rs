@@ -124,18 +124,21 @@ impl Repository {
         self.open_blob_as(&self.host, btype, id, ck, loc, stored)
     }
 
-    /// [`Self::open_blob`] into `buffers.plain`, with buffers a caller opening many blobs
-    /// keeps: restore's chunks are MiBs each, and fresh buffers for each were fresh pages.
-    pub fn open_blob_into(
+    /// [`Self::open_blob`] in place: decrypts `stored` where it lies and returns the
+    /// plaintext, which is a raw body inside `stored` or a zstd frame's output in
+    /// `scratch`. A caller opening many blobs (restore) keeps both buffers: fresh
+    /// multi-MiB buffers per chunk were fresh pages, and a second buffer the size of the
+    /// stored bytes was memory for nothing.
+    pub fn open_blob_in_place<'a>(
         &self,
         btype: BlobType,
         id: &Id,
         ck: Option<&[u8; 32]>,
         loc: &BlobLocation<'_>,
-        stored: &[u8],
-        buffers: &mut BlobBuffers,
-    ) -> Result<()> {
-        self.open_into(&self.host, btype, id, ck, loc, stored, buffers)
+        stored: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
+        self.open_in_place_as(&self.host, btype, id, ck, loc, stored, scratch)
     }
 
     /// [`Self::open_blob`] for a tree or private blob written by `host`.
@@ -148,22 +151,23 @@ impl Repository {
         loc: &BlobLocation<'_>,
         stored: &[u8],
     ) -> Result<Vec<u8>> {
-        let mut buffers = BlobBuffers::default();
-        self.open_into(host, btype, id, ck, loc, stored, &mut buffers)?;
-        Ok(buffers.plain)
+        let mut sealed = stored.to_vec();
+        let mut scratch = Vec::new();
+        let plain = self.open_in_place_as(host, btype, id, ck, loc, &mut sealed, &mut scratch)?;
+        Ok(plain.to_vec())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn open_into(
+    fn open_in_place_as<'a>(
         &self,
         host: &HostKeys,
         btype: BlobType,
         id: &Id,
         ck: Option<&[u8; 32]>,
         loc: &BlobLocation<'_>,
-        stored: &[u8],
-        buffers: &mut BlobBuffers,
-    ) -> Result<()> {
+        stored: &'a mut [u8],
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
         let fail = |stage: &'static str| Error::BlobIntegrity {
             id: id.to_hex(),
             pack: loc.pack.name.to_hex(),
@@ -182,10 +186,10 @@ impl Repository {
             (_, Some(ck)) => ck,
             (_, None) => return Err(fail("content")),
         };
-        let BlobBuffers { sealed, plain } = buffers;
-        blob::open_into(ck, &self.aad(host, btype, id), stored, sealed)
+        let c = blob::open_in_place(ck, &self.aad(host, btype, id), stored)
             .map_err(|_| fail("aead"))?;
-        compress::decode_into(sealed, loc.plen as usize, plain).map_err(|_| fail("decompress"))?;
+        let plain =
+            compress::decode_with(c, loc.plen as usize, scratch).map_err(|_| fail("decompress"))?;
         // GCM does not commit to its key: re-derive the key from the plaintext and compare.
         let ok = match btype {
             BlobType::GroupData => kh(&self.group.k_conv, plain) == *ck,
@@ -195,7 +199,7 @@ impl Repository {
         if !ok || plain.len() != loc.plen as usize {
             return Err(fail("content"));
         }
-        Ok(())
+        Ok(plain)
     }
 
     /// Repository path of a pack.
@@ -293,12 +297,4 @@ impl TreeCache {
         }
         Ok(t)
     }
-}
-
-/// Buffers for opening blobs one after another ([`Repository::open_blob_into`]).
-#[derive(Default)]
-pub struct BlobBuffers {
-    sealed: Vec<u8>,
-    /// The last blob opened.
-    pub plain: Vec<u8>,
 }

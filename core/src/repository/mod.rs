@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::id::Id16;
 use crate::index::MasterIndex;
 
-pub use blobs::{BlobBuffers, TreeCache};
+pub use blobs::TreeCache;
 pub use hosts::HostFiles;
 pub use keys::{InitOptions, KeyInfo};
 pub use pack_stream::MERGE_GAP;

@@ -17,6 +17,10 @@ pub const MERGE_GAP: u64 = 1 << 20;
 /// pack does not hold it (overlapping, or past the end).
 pub type WholePackConsumer<'a> = dyn FnMut(&PackEntry, Option<&[u8]>) -> Result<()> + 'a;
 
+/// What [`cut`] hands its stored bytes to: mutable, so that a consumer may open a blob
+/// in place (see [`Repository::stream_pack_blobs_buffered`]).
+type CutConsumer<'a> = dyn FnMut(&PackEntry, Option<&mut [u8]>) -> Result<()> + 'a;
+
 /// Reads the blobs of `run` (sorted by offset) from `rd`, which starts at `pos`, handing
 /// each one not yet `delivered` to `f`. An entry that overlaps the one before it, or lies
 /// past the end of the stream, is handed over as `None` (only a whole-pack read meets them:
@@ -27,7 +31,7 @@ fn cut(
     run: &[&PackEntry],
     delivered: &mut usize,
     buf: &mut Vec<u8>,
-    f: &mut WholePackConsumer<'_>,
+    f: &mut CutConsumer<'_>,
     failed: &mut Option<Error>,
 ) -> std::io::Result<u64> {
     let mut ended = false;
@@ -45,7 +49,7 @@ fn cut(
                 ended = true;
                 None
             } else {
-                Some(&buf[..])
+                Some(&mut buf[..])
             }
         };
         if i < *delivered {
@@ -84,22 +88,23 @@ impl Repository {
         entries: &[PackEntry],
         f: &mut dyn FnMut(&PackEntry, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        self.stream_pack_blobs_buffered(pack, entries, &mut Vec::new(), f)
+        self.stream_pack_blobs_buffered(pack, entries, &mut Vec::new(), &mut |e, b| f(e, b))
     }
 
     /// [`Self::stream_pack_blobs`] reading each blob into `buf`, which a caller streaming
-    /// many packs keeps (its pages are then faulted in once, not once per blob).
+    /// many packs keeps (its pages are then faulted in once, not once per blob), and
+    /// handing the bytes over mutable, for [`Repository::open_blob_in_place`].
     pub fn stream_pack_blobs_buffered(
         &self,
         pack: &PackId,
         entries: &[PackEntry],
         buf: &mut Vec<u8>,
-        f: &mut dyn FnMut(&PackEntry, &[u8]) -> Result<()>,
+        f: &mut dyn FnMut(&PackEntry, &mut [u8]) -> Result<()>,
     ) -> Result<()> {
         let path = pack.path();
         let mut sorted: Vec<&PackEntry> = entries.iter().collect();
         sorted.sort_by_key(|e| e.offset);
-        let mut whole = |e: &PackEntry, blob: Option<&[u8]>| match blob {
+        let mut whole = |e: &PackEntry, blob: Option<&mut [u8]>| match blob {
             Some(b) => f(e, b),
             None => Err(Error::corrupt(
                 "pack",
@@ -158,7 +163,16 @@ impl Repository {
                 inner: rd,
                 hasher: blake3::Hasher::new(),
             };
-            cut(&mut h, 0, &sorted, &mut delivered, &mut buf, f, &mut failed)?;
+            let mut g = |e: &PackEntry, b: Option<&mut [u8]>| f(e, b.map(|b| &*b));
+            cut(
+                &mut h,
+                0,
+                &sorted,
+                &mut delivered,
+                &mut buf,
+                &mut g,
+                &mut failed,
+            )?;
             std::io::copy(&mut h, &mut std::io::sink())?;
             let n = h.hasher.count();
             outcome = (Id(*h.hasher.finalize().as_bytes()), n);

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::BlobLocation;
 use crate::pack::PackEntry;
-use crate::repository::{BlobBuffers, Repository};
+use crate::repository::Repository;
 
 /// What happens to each listed entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,7 +185,10 @@ impl Plan {
                 let mut fatal: Option<Error> = None;
                 let mut bad: Vec<String> = Vec::new();
                 let mut bufs = BUFFERS.take();
-                let Buffers { read, blob } = &mut bufs;
+                let Buffers {
+                    read,
+                    plain: scratch,
+                } = &mut bufs;
                 let res = repo.stream_pack_blobs_buffered(
                     &pack.id(),
                     &entries,
@@ -203,15 +206,15 @@ impl Plan {
                             slen: j.slen,
                             plen: j.plen,
                         };
-                        let plain = match repo.open_blob_into(
+                        let plain = match repo.open_blob_in_place(
                             j.btype,
                             &j.id,
                             Some(&j.ck),
                             &loc,
                             stored,
-                            blob,
+                            scratch,
                         ) {
-                            Ok(()) => &blob.plain,
+                            Ok(p) => p,
                             Err(err) => {
                                 for (entry, off) in &j.targets {
                                     bad.push(format!(
@@ -298,12 +301,12 @@ impl Plan {
 
 /// A worker's buffers for reading and opening blobs, kept between pack stretches: a
 /// restore's chunks are MiBs each, and fresh buffers for each cost it a page fault per
-/// 4 KiB of content (7% of its CPU time, measured). At most a few of the largest chunk
-/// per worker, which a worker held while opening one anyway.
+/// 4 KiB of content (7% of its CPU time, measured). Blobs are decrypted where they were
+/// read, so a worker holds at most the largest stored and the largest plain chunk.
 #[derive(Default)]
 struct Buffers {
     read: Vec<u8>,
-    blob: BlobBuffers,
+    plain: Vec<u8>,
 }
 
 thread_local! {
