@@ -213,3 +213,52 @@ fn a_panic_inside_the_packer_reaches_the_caller() {
         "with_packer hung or swallowed the panic"
     );
 }
+
+/// A target that holds something already: what lies in a directory the restore did not
+/// make is checked and replaced (a symlink where a file goes, a longer file), what lies
+/// in the directories it makes is created without asking, and what is unrelated stays.
+#[test]
+fn restoring_over_a_partly_filled_target_replaces_what_is_in_the_way() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    write(&s.join("a/x"), b"snapshot x");
+    write(&s.join("a/link-target-was-here"), b"a file, not a link");
+    write(&s.join("a/new/y"), &noise(3, 300_000));
+    write(&s.join("a/new/empty"), b"");
+    std::fs::set_permissions(s.join("a/x"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (_b, mut repo) = init();
+    let out = backup_of(&repo, vec![s.to_path_buf()]);
+    repo.load_index().unwrap();
+    let snap = repo.load_snapshot(&out.snapshot_id.unwrap()).unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dst.path().join("lost+found")).unwrap();
+    let r = dst.path().join(s.strip_prefix("/").unwrap());
+    write(&r.join("a/x"), &noise(9, 100_000));
+    std::fs::set_permissions(r.join("a/x"), std::fs::Permissions::from_mode(0o400)).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", r.join("a/link-target-was-here")).unwrap();
+    let sum = restore(
+        &repo,
+        &snap.tree,
+        &ropts(dst.path()),
+        &NoRestoreProgress,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert!(
+        sum.errors.is_empty() && sum.verify_failures.is_empty(),
+        "{sum:?}"
+    );
+    assert_eq!(std::fs::read(r.join("a/x")).unwrap(), b"snapshot x");
+    let mode = std::fs::metadata(r.join("a/x"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    let m = std::fs::symlink_metadata(r.join("a/link-target-was-here")).unwrap();
+    assert!(m.is_file(), "the symlink in the way was not replaced");
+    assert_eq!(std::fs::read(r.join("a/new/y")).unwrap(), noise(3, 300_000));
+    assert_eq!(std::fs::read(r.join("a/new/empty")).unwrap(), b"");
+    assert!(dst.path().join("lost+found").is_dir());
+}
