@@ -22,6 +22,7 @@ mod metadata;
 pub mod plan;
 mod targets;
 mod verify;
+mod write;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

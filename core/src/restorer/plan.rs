@@ -1,20 +1,21 @@
-//! Creating the targets, then fetching content by pack: the repository streams the needed
-//! blobs of each pack (nearby ones share a ranged read, `Repository::stream_pack_blobs`) and
-//! each blob is fanned out to every file offset that needs it.
+//! Fetching a batch's content by pack: the repository streams the needed blobs of each
+//! pack, or of each stretch of a local one (nearby blobs share a ranged read,
+//! `Repository::stream_pack_blobs_buffered`), and each blob is fanned out to every file
+//! offset that needs it (`write.rs`).
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use super::collect::Listing;
+use super::write::Writer;
 use super::RestoreProgress;
 use crate::crypto::blob::BlobType;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::index::master::PackRef;
 use crate::index::BlobLocation;
 use crate::pack::PackEntry;
 use crate::repository::Repository;
@@ -151,16 +152,8 @@ impl Plan {
         progress: &dyn RestoreProgress,
         cancel: &AtomicBool,
     ) -> Result<Outcome> {
-        let written = AtomicU64::new(0);
         let problems = Mutex::new(self.missing.clone());
-        let warnings = Mutex::new(Vec::new());
-        let left: Vec<AtomicU32> = self.writes.iter().map(|&n| AtomicU32::new(n)).collect();
-        let writer = Writer {
-            listing,
-            actions,
-            root: nix::unistd::geteuid().is_root(),
-            warnings: &warnings,
-        };
+        let writer = Writer::new(listing, actions, &self.writes, progress);
         self.packs
             .par_iter()
             .try_for_each(|(pack_no, jobs)| -> Result<()> {
@@ -170,102 +163,12 @@ impl Plan {
                 let Some(pack) = repo.index().packs().get(*pack_no as usize) else {
                     return Ok(());
                 };
-                let entries: Vec<PackEntry> = jobs
-                    .iter()
-                    .map(|j| PackEntry {
-                        id: j.id,
-                        cid: None,
-                        offset: j.offset,
-                        slen: j.slen,
-                        plen: 0,
-                    })
-                    .collect();
-                // Jobs are sorted by offset and blobs arrive in offset order, once each.
-                let mut next = 0usize;
-                let mut fatal: Option<Error> = None;
-                let mut bad: Vec<String> = Vec::new();
-                let mut bufs = BUFFERS.take();
-                let Buffers {
-                    read,
-                    plain: scratch,
-                } = &mut bufs;
-                let res = repo.stream_pack_blobs_buffered(
-                    &pack.id(),
-                    &entries,
-                    read,
-                    &mut |e, stored| {
-                        let Some(i) = jobs[next..].iter().position(|j| j.offset == e.offset) else {
-                            return Ok(());
-                        };
-                        let j = &jobs[next + i];
-                        next += i + 1;
-                        let loc = BlobLocation {
-                            pack,
-                            pack_no: *pack_no,
-                            offset: j.offset,
-                            slen: j.slen,
-                            plen: j.plen,
-                        };
-                        let plain = match repo.open_blob_in_place(
-                            j.btype,
-                            &j.id,
-                            Some(&j.ck),
-                            &loc,
-                            stored,
-                            scratch,
-                        ) {
-                            Ok(p) => p,
-                            Err(err) => {
-                                for (entry, off) in &j.targets {
-                                    bad.push(format!(
-                                        "{} at offset {off}: {err}",
-                                        listing.entries[*entry].snap_path.display()
-                                    ));
-                                    // The file is incomplete, but it still gets made and
-                                    // gets its metadata when its other writes are done.
-                                    if let Err(err) = writer.count_down(&left[*entry], *entry, None)
-                                    {
-                                        fatal = Some(err);
-                                        return Err(Error::Cancelled);
-                                    }
-                                }
-                                return Ok(());
-                            }
-                        };
-                        let zero = plain.iter().all(|b| *b == 0);
-                        for (entry, off) in &j.targets {
-                            let file = if zero {
-                                None
-                            } else {
-                                match writer.write(*entry, plain, *off) {
-                                    Ok((f, n)) => {
-                                        written.fetch_add(n, Ordering::Relaxed);
-                                        Some(f)
-                                    }
-                                    Err(err) => {
-                                        fatal = Some(err);
-                                        return Err(Error::Cancelled);
-                                    }
-                                }
-                            };
-                            if let Err(err) = writer.count_down(&left[*entry], *entry, file) {
-                                fatal = Some(err);
-                                return Err(Error::Cancelled);
-                            }
-                            progress.bytes_done(plain.len() as u64);
-                        }
-                        Ok(())
-                    },
-                );
-                BUFFERS.set(bufs);
-                if let Some(e) = fatal {
-                    return Err(e);
-                }
+                let stretch = fetch_stretch(repo, pack, *pack_no, jobs, &writer)?;
                 let mut p = problems
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                p.extend(bad);
-                if let Err(e) = res {
+                p.extend(stretch.bad);
+                if let Some((e, next)) = stretch.unread {
                     // The pack is missing or unreadable: the files whose blobs had not
                     // arrived are incomplete, everything else goes on.
                     for j in &jobs[next.min(jobs.len())..] {
@@ -279,24 +182,90 @@ impl Plan {
                 }
                 Ok(())
             })?;
-        // Files with nothing to fetch (empty, or every blob missing) and files a failed pack
-        // left unfinished are made and finished here, at their full size with holes.
-        (0..listing.entries.len())
-            .into_par_iter()
-            .filter(|&i| {
-                matches!(actions[i], Action::Write | Action::WriteNew)
-                    && (self.writes[i] == 0 || left[i].load(Ordering::Acquire) != 0)
-            })
-            .try_for_each(|i| writer.finish(i, None))?;
+        writer.finish_the_rest()?;
         let mut problems = problems.into_inner().unwrap_or_default();
         problems.sort();
         problems.dedup();
+        let (written, warnings) = writer.into_outcome();
         Ok(Outcome {
-            written: written.into_inner(),
+            written,
             problems,
-            warnings: warnings.into_inner().unwrap_or_default(),
+            warnings,
         })
     }
+}
+
+/// What streaming one stretch of a pack came to.
+struct Stretch {
+    /// Blobs that failed their checks, as problems.
+    bad: Vec<String>,
+    /// The pack could not be read: the error, and how many jobs were done before it.
+    unread: Option<(Error, usize)>,
+}
+
+/// Streams one stretch of a pack and writes its blobs; a write error is the `Err`, and
+/// stops the restore.
+fn fetch_stretch(
+    repo: &Repository,
+    pack: &PackRef,
+    pack_no: u32,
+    jobs: &[BlobJob],
+    writer: &Writer<'_>,
+) -> Result<Stretch> {
+    let entries: Vec<PackEntry> = jobs
+        .iter()
+        .map(|j| PackEntry {
+            id: j.id,
+            cid: None,
+            offset: j.offset,
+            slen: j.slen,
+            plen: 0,
+        })
+        .collect();
+    // Jobs are sorted by offset and blobs arrive in offset order, once each.
+    let mut next = 0usize;
+    // A write error must stop the restore, where a read error fails only this pack's
+    // files: it leaves the stream as a stand-in and is returned from here.
+    let mut fatal: Option<Error> = None;
+    let mut bad: Vec<String> = Vec::new();
+    let mut bufs = BUFFERS.take();
+    let Buffers { read, plain } = &mut bufs;
+    let res = repo.stream_pack_blobs_buffered(&pack.id(), &entries, read, &mut |e, stored| {
+        let Some(i) = jobs[next..].iter().position(|j| j.offset == e.offset) else {
+            return Ok(());
+        };
+        let j = &jobs[next + i];
+        next += i + 1;
+        let loc = BlobLocation {
+            pack,
+            pack_no,
+            offset: j.offset,
+            slen: j.slen,
+            plen: j.plen,
+        };
+        let done = match repo.open_blob_in_place(j.btype, &j.id, Some(&j.ck), &loc, stored, plain) {
+            Ok(p) => writer.fan_out(&j.targets, p),
+            Err(err) => {
+                bad.extend(j.targets.iter().map(|(entry, off)| {
+                    let path = writer.snap_path(*entry);
+                    format!("{} at offset {off}: {err}", path.display())
+                }));
+                writer.skip(&j.targets)
+            }
+        };
+        done.map_err(|err| {
+            fatal = Some(err);
+            Error::Cancelled
+        })
+    });
+    BUFFERS.set(bufs);
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    Ok(Stretch {
+        bad,
+        unread: res.err().map(|e| (e, next)),
+    })
 }
 
 /// A worker's buffers for reading and opening blobs, kept between pack stretches: a
@@ -321,103 +290,4 @@ pub struct Outcome {
     pub problems: Vec<String>,
     /// Metadata that could not be set.
     pub warnings: Vec<String>,
-}
-
-/// Writes blobs into a batch's files and finishes each file after its last write.
-struct Writer<'a> {
-    listing: &'a Listing,
-    actions: &'a [Action],
-    root: bool,
-    warnings: &'a Mutex<Vec<String>>,
-}
-
-impl Writer<'_> {
-    fn open(&self, entry: usize) -> Result<std::fs::File> {
-        let target = &self.listing.entries[entry].target;
-        // Several workers may make the same new file at once (its blobs live in different
-        // packs): creating without truncating lets each of them do so safely.
-        OpenOptions::new()
-            .write(true)
-            .create(self.actions[entry] == Action::WriteNew)
-            .truncate(false)
-            .open(target)
-            .map_err(|err| Error::io("create", target, err))
-    }
-
-    fn write(&self, entry: usize, data: &[u8], off: u64) -> Result<(std::fs::File, u64)> {
-        let f = self.open(entry)?;
-        let n = write_sparse(&f, data, off)
-            .map_err(|err| Error::io("write", &self.listing.entries[entry].target, err))?;
-        Ok((f, n))
-    }
-
-    /// One of `entry`'s writes is done (`file` is open if it wrote anything); the last
-    /// one finishes the file. Every write before it has returned: each counts down after.
-    fn count_down(
-        &self,
-        left: &AtomicU32,
-        entry: usize,
-        file: Option<std::fs::File>,
-    ) -> Result<()> {
-        if left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.finish(entry, file)?;
-        }
-        Ok(())
-    }
-
-    /// Gives a written file its full size (trailing zero blobs are a hole, not written)
-    /// and its metadata, through one descriptor.
-    fn finish(&self, entry: usize, file: Option<std::fs::File>) -> Result<()> {
-        let e = &self.listing.entries[entry];
-        let f = match file {
-            Some(f) => f,
-            None => self.open(entry)?,
-        };
-        let size = f
-            .metadata()
-            .map_err(|err| Error::io("stat", &e.target, err))?
-            .len();
-        if size != e.node.size {
-            f.set_len(e.node.size)
-                .map_err(|err| Error::io("resize", &e.target, err))?;
-        }
-        if let Err(w) = super::metadata::apply_to_file(&f, e, self.root) {
-            self.warnings
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(w);
-        }
-        Ok(())
-    }
-}
-
-/// Writes `data` at `off` of a file created empty at its final size, skipping the 4 KiB
-/// blocks (aligned in the file) that are all zeros so they stay holes: a chunk that is
-/// mostly zeros (up to the chunker's maximum size) must not allocate its zero runs.
-/// Returns the bytes written.
-fn write_sparse(f: &std::fs::File, data: &[u8], off: u64) -> std::io::Result<u64> {
-    const BLOCK: u64 = 4096;
-    let mut written = 0u64;
-    let mut run: Option<usize> = None;
-    let mut i = 0usize;
-    while i < data.len() {
-        let to_boundary = (BLOCK - (off + i as u64) % BLOCK) as usize;
-        let end = (i + to_boundary).min(data.len());
-        let zero = data[i..end].iter().all(|b| *b == 0);
-        match (zero, run) {
-            (false, None) => run = Some(i),
-            (true, Some(start)) => {
-                f.write_all_at(&data[start..i], off + start as u64)?;
-                written += (i - start) as u64;
-                run = None;
-            }
-            _ => {}
-        }
-        i = end;
-    }
-    if let Some(start) = run {
-        f.write_all_at(&data[start..], off + start as u64)?;
-        written += (data.len() - start) as u64;
-    }
-    Ok(written)
 }
