@@ -1,6 +1,7 @@
 //! Creating what a restore writes into: directories first (in tree order, serially, so
 //! parents exist), then files and special files in parallel (each a few syscalls, and a
-//! snapshot has tens of thousands), then hardlinks once their first name exists.
+//! snapshot has tens of thousands), then hardlinks once their first name exists. Files in a
+//! directory the restore made are left to their first write ([`Fresh`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
