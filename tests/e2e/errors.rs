@@ -215,6 +215,9 @@ fn corrupted_pack_damages_only_its_files(remote: Remote) {
     let oa = Fixture::restored(&ta, &a);
     for i in 0..6u64 {
         let n = format!("f{i}");
+        // A damaged file is still made, at its full size (the bad chunk a hole).
+        let len = std::fs::metadata(oa.join(&n)).map(|m| m.len());
+        assert_eq!(len.ok(), Some(300_000), "{n} not made at its full size");
         if !damaged.contains(&n) {
             assert_eq!(
                 std::fs::read(oa.join(&n)).unwrap(),

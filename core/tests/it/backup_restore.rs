@@ -262,3 +262,88 @@ fn restoring_over_a_partly_filled_target_replaces_what_is_in_the_way() {
     assert_eq!(std::fs::read(r.join("a/new/empty")).unwrap(), b"");
     assert!(dst.path().join("lost+found").is_dir());
 }
+
+/// A pack gone from the repository (and a blob in it that its files wait for): the files
+/// that needed it are reported, yet made at their full size with their mode and times
+/// (their other chunks written, the lost ones holes); every other file restores whole.
+#[test]
+fn a_lost_pack_fails_only_its_files_which_still_get_made() {
+    use cairn_core::backend::layout::{self, HostDir};
+    use cairn_core::backend::Backend;
+    use std::os::unix::fs::PermissionsExt;
+
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    let mut files = Vec::new();
+    for i in 0..40u64 {
+        let name = format!("d{}/f{i}", i % 4);
+        let data = noise(i, 20_000 + 5_000 * i as usize);
+        write(&s.join(&name), &data);
+        std::fs::set_permissions(s.join(&name), std::fs::Permissions::from_mode(0o604)).unwrap();
+        files.push((name, data));
+    }
+    files.push(("big".into(), noise(99, 6 << 20)));
+    write(&s.join("big"), &files[40].1);
+    let mtime = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    for (n, _) in &files {
+        filetime::set_file_mtime(s.join(n), mtime).unwrap();
+    }
+    let (b, mut repo) = init();
+    let out = backup_of(&repo, vec![s.to_path_buf()]);
+    let (index, bad) = repo.read_index_files().unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    let mut group: Vec<(u64, cairn_core::id::Id)> = index
+        .iter()
+        .flat_map(|(_, f)| &f.packs)
+        .filter(|p| p.kind == cairn_core::pack::PackKind::Group)
+        .map(|p| (p.len, p.name))
+        .collect();
+    group.sort();
+    assert!(
+        group.len() >= 2,
+        "want a pack to lose and one to keep: {group:?}"
+    );
+    let lost = group[group.len() - 1].1;
+    b.remove(&layout::host_file(&repo.host_id(), HostDir::Packs, &lost))
+        .unwrap();
+    repo.load_index().unwrap();
+    let snap = repo.load_snapshot(&out.snapshot_id.unwrap()).unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    let mut opts = ropts(dst.path());
+    opts.verify = false;
+    let sum = restore(
+        &repo,
+        &snap.tree,
+        &opts,
+        &NoRestoreProgress,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert!(
+        !sum.errors.is_empty(),
+        "a lost pack went unnoticed: {sum:?}"
+    );
+    let r = dst.path().join(s.strip_prefix("/").unwrap());
+    let mut whole = 0;
+    for (n, data) in &files {
+        let p = r.join(n);
+        let m = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{n} not made: {e}"));
+        assert_eq!(m.len(), data.len() as u64, "{n}: not at its full size");
+        if n != "big" {
+            assert_eq!(m.permissions().mode() & 0o777, 0o604, "{n}: mode not set");
+        }
+        let t = filetime::FileTime::from_last_modification_time(&m);
+        assert_eq!(t, mtime, "{n}: mtime not set");
+        let named = sum
+            .errors
+            .iter()
+            .any(|e| e.contains(&format!("/{n}:")) || e.contains(&format!("/{n} ")));
+        if std::fs::read(&p).unwrap() == *data {
+            whole += 1;
+        } else {
+            assert!(named, "{n} differs but is not reported: {:?}", sum.errors);
+        }
+    }
+    assert!(whole > 0, "no file survived the loss of one pack");
+}
