@@ -6,8 +6,10 @@
 //! child's changes do not touch its parent's mtime afterwards.
 
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use filetime::FileTime;
 use rayon::prelude::*;
@@ -47,54 +49,75 @@ pub(super) fn apply_dirs(mut dirs: Vec<Entry>, summary: &mut RestoreSummary) {
 
 /// [`apply`] through a written file's descriptor: no path walk per call, which for tens
 /// of thousands of small files deep in a tree was a good part of a restore's kernel time.
-pub(super) fn apply_to_file(f: &std::fs::File, e: &Entry, root: bool) -> Result<(), String> {
-    use xattr::FileExt;
+pub(super) fn apply_to_file(f: &File, e: &Entry, root: bool) -> Result<(), String> {
+    apply_at(e, At::File(f), root)
+}
+
+fn apply(e: &Entry, root: bool) -> Result<(), String> {
+    apply_at(e, At::Path(&e.target), root)
+}
+
+/// What metadata is set through: a path (a final symlink is not followed), or the open
+/// descriptor of a file just written.
+enum At<'a> {
+    Path(&'a Path),
+    File(&'a File),
+}
+
+impl At<'_> {
+    fn chown(&self, uid: u32, gid: u32) -> std::io::Result<()> {
+        match self {
+            At::Path(p) => std::os::unix::fs::lchown(p, Some(uid), Some(gid)),
+            At::File(f) => std::os::unix::fs::fchown(f, Some(uid), Some(gid)),
+        }
+    }
+
+    fn chmod(&self, mode: u32) -> std::io::Result<()> {
+        let perm = std::fs::Permissions::from_mode(mode);
+        match self {
+            At::Path(p) => std::fs::set_permissions(p, perm),
+            At::File(f) => f.set_permissions(perm),
+        }
+    }
+
+    fn set_xattr(&self, name: &OsStr, value: &[u8]) -> std::io::Result<()> {
+        use xattr::FileExt;
+        match self {
+            At::Path(p) => xattr::set(p, name, value),
+            At::File(f) => f.set_xattr(name, value),
+        }
+    }
+
+    fn set_mtime(&self, t: FileTime) -> std::io::Result<()> {
+        match self {
+            At::Path(p) => filetime::set_symlink_file_times(p, t, t),
+            At::File(f) => filetime::set_file_handle_times(f, Some(t), Some(t)),
+        }
+    }
+}
+
+/// Owner (as root), mode, xattrs, times, in the order the module's doc gives.
+fn apply_at(e: &Entry, at: At<'_>, root: bool) -> Result<(), String> {
     let n = &e.node;
     let fail = |what: &str, err: std::io::Error| {
         format!("cannot set {what} of {}: {err}", e.target.display())
     };
     if root {
-        std::os::unix::fs::fchown(f, Some(n.uid), Some(n.gid)).map_err(|err| fail("owner", err))?;
+        at.chown(n.uid, n.gid).map_err(|err| fail("owner", err))?;
     }
-    f.set_permissions(std::fs::Permissions::from_mode(n.mode))
-        .map_err(|err| fail("mode", err))?;
-    for (name, value) in &n.xattrs {
-        let name = OsStr::from_bytes(name);
-        if let Err(err) = f.set_xattr(name, value) {
-            return Err(fail(&format!("xattr {}", name.to_string_lossy()), err));
-        }
-    }
-    let mtime = mtime_of(n);
-    filetime::set_file_handle_times(f, Some(mtime), Some(mtime)).map_err(|err| fail("times", err))
-}
-
-fn mtime_of(n: &crate::tree::Node) -> FileTime {
-    FileTime::from_unix_time(
-        n.mtime_ns.div_euclid(1_000_000_000),
-        n.mtime_ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
-fn apply(e: &Entry, root: bool) -> Result<(), String> {
-    let n = &e.node;
-    let p = &e.target;
-    let fail =
-        |what: &str, err: std::io::Error| format!("cannot set {what} of {}: {err}", p.display());
-    let symlink = n.kind == Some(NodeKind::Symlink);
-    if root {
-        std::os::unix::fs::lchown(p, Some(n.uid), Some(n.gid)).map_err(|err| fail("owner", err))?;
-    }
-    if !symlink {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(n.mode))
-            .map_err(|err| fail("mode", err))?;
+    if n.kind != Some(NodeKind::Symlink) {
+        at.chmod(n.mode).map_err(|err| fail("mode", err))?;
     }
     for (name, value) in &n.xattrs {
         let name = OsStr::from_bytes(name);
         // Without root, trusted.* and security.* cannot be set; say so but go on.
-        if let Err(err) = xattr::set(p, name, value) {
+        if let Err(err) = at.set_xattr(name, value) {
             return Err(fail(&format!("xattr {}", name.to_string_lossy()), err));
         }
     }
-    let mtime = mtime_of(n);
-    filetime::set_symlink_file_times(p, mtime, mtime).map_err(|err| fail("times", err))
+    let mtime = FileTime::from_unix_time(
+        n.mtime_ns.div_euclid(1_000_000_000),
+        n.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    );
+    at.set_mtime(mtime).map_err(|err| fail("times", err))
 }
