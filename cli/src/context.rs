@@ -261,8 +261,6 @@ pub fn prompt_password(prompt: &str) -> Result<Password> {
     if !stdin.is_terminal() {
         bail!("no password given: set CAIRN_PASSWORD, --password-file or --password-command (standard input is not a terminal)");
     }
-    eprint!("{prompt}");
-    std::io::stderr().flush().ok();
     let tty = std::fs::File::open("/dev/tty").context("opening the terminal")?;
     let fd = std::os::fd::AsFd::as_fd(&tty);
     let old = nix::sys::termios::tcgetattr(fd).context("reading terminal settings")?;
@@ -272,6 +270,10 @@ pub fn prompt_password(prompt: &str) -> Result<Password> {
         .remove(nix::sys::termios::LocalFlags::ECHO);
     nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, &quiet)
         .context("hiding input")?;
+    // The prompt only once echo is off: a user (or a test) typing as soon as it shows
+    // must not see the password echoed (seen once in the pseudo-terminal test).
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
     let mut line = String::new();
     let r = std::io::BufReader::new(&tty).read_line(&mut line);
     let _ = nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, &old);
