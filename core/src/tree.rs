@@ -46,15 +46,71 @@ pub const SCOPE_GROUP: u8 = 0;
 /// Scope index of private-scope content.
 pub const SCOPE_PRIVATE: u8 = 1;
 
-/// One chunk of a file: scope, content key, plain length.
+/// One piece of a file: a whole blob (a chunk), or a slice of a bundle blob that holds
+/// several small files of one directory (see `archiver::bundle`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentRef {
     /// Index into the tree's scope table (0 group, 1 private).
     pub scope: u8,
-    /// Content key `ck`; the blob id is recomputed from it.
+    /// Content key `ck` of the blob; the blob id is recomputed from it.
     pub ck: [u8; 32],
-    /// Plain length.
+    /// Bytes of the file this entry holds: the blob's plain length, or the slice's.
     pub plen: u32,
+    /// Where in a bundle blob the bytes lie; `None` for a whole blob.
+    pub slice: Option<Slice>,
+}
+
+/// Whether two content lists hold the same bytes, wherever they are stored: a file
+/// bundled with different neighbours, or once whole and once in a bundle, is unchanged.
+pub fn same_bytes(a: &[ContentRef], b: &[ContentRef]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.identity() == y.identity())
+}
+
+/// A file's place in a bundle blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// Offset of the file's first byte in the bundle's plaintext.
+    pub off: u32,
+    /// The first 16 bytes of the file's own content key (a keyed hash under the host's
+    /// key): lets a re-backup find a touched but unchanged file, and `restore --verify`
+    /// check a file without its bundle.
+    pub tag: [u8; 16],
+}
+
+impl ContentRef {
+    /// A whole blob.
+    pub fn whole(scope: u8, ck: [u8; 32], plen: u32) -> Self {
+        Self {
+            scope,
+            ck,
+            plen,
+            slice: None,
+        }
+    }
+
+    /// What identifies the bytes this entry holds: scope, the first half of their own
+    /// content key (a slice's tag is exactly that) and length.
+    pub fn identity(&self) -> (u8, &[u8], u32) {
+        let key = match &self.slice {
+            Some(s) => &s.tag[..],
+            None => &self.ck[..16],
+        };
+        (self.scope, key, self.plen)
+    }
+
+    /// The bytes of `blob` (this entry's opened blob) that belong to the file, or `None`
+    /// when the blob does not have them (a whole blob of another length, a slice past its
+    /// end): the caller reports that as corruption rather than shift the file.
+    pub fn part<'a>(&self, blob: &'a [u8]) -> Option<&'a [u8]> {
+        let (from, len) = match self.slice {
+            None => (0usize, self.plen as usize),
+            Some(s) => (s.off as usize, self.plen as usize),
+        };
+        if self.slice.is_none() && blob.len() != len {
+            return None;
+        }
+        blob.get(from..from.checked_add(len)?)
+    }
 }
 
 /// One entry of a directory.
@@ -241,10 +297,16 @@ fn encode_node(e: &mut Enc, n: &Node) {
     if has_content {
         e.key(17).array(n.content.len());
         for c in &n.content {
-            e.array(3)
-                .u64(c.scope.into())
-                .bytes(&c.ck)
-                .u64(c.plen.into());
+            match &c.slice {
+                None => e.array(3),
+                Some(_) => e.array(5),
+            }
+            .u64(c.scope.into())
+            .bytes(&c.ck)
+            .u64(c.plen.into());
+            if let Some(sl) = &c.slice {
+                e.u64(sl.off.into()).bytes(&sl.tag);
+            }
         }
     }
     if let Some(t) = &n.subtree {
@@ -304,17 +366,34 @@ fn decode_node(d: &mut Dec) -> Result<Node, CborError> {
                 let k = d.array()?;
                 n.content.reserve(k.min(1 << 16));
                 for _ in 0..k {
-                    if d.array()? != 3 {
-                        return Err(d.err("content entry must have 3 fields"));
+                    let fields = d.array()?;
+                    if fields != 3 && fields != 5 {
+                        return Err(d.err("content entry must have 3 or 5 fields"));
                     }
                     let scope = d.u8()?;
                     if scope > SCOPE_PRIVATE {
                         return Err(d.err("unknown content scope"));
                     }
+                    let ck = d.fixed()?;
+                    let plen = d.u32()?;
+                    let slice = if fields == 5 {
+                        // Bundles hold private files only: a group-scope slice would let
+                        // every host holding one member read the others.
+                        if scope != SCOPE_PRIVATE {
+                            return Err(d.err("bundle slice outside the private scope"));
+                        }
+                        Some(Slice {
+                            off: d.u32()?,
+                            tag: d.fixed()?,
+                        })
+                    } else {
+                        None
+                    };
                     n.content.push(ContentRef {
                         scope,
-                        ck: d.fixed()?,
-                        plen: d.u32()?,
+                        ck,
+                        plen,
+                        slice,
                     });
                 }
             }
@@ -377,20 +456,62 @@ mod tests {
         fn node()(name in proptest::collection::vec(1u8..=255, 1..20).prop_filter("no slash", |n| !n.contains(&b'/') && n != b"." && n != b".."),
                   kind in 1u8..=6, mode in 0u32..0o7777, uid: u32, mtime: i64, size: u64,
                   xattrs in proptest::collection::vec((proptest::collection::vec(any::<u8>(), 1..8), proptest::collection::vec(any::<u8>(), 0..8)), 0..3),
-                  chunks in proptest::collection::vec((0u8..2, any::<[u8; 32]>(), any::<u32>()), 0..4)) -> Node {
+                  chunks in proptest::collection::vec((0u8..2, any::<[u8; 32]>(), any::<u32>(), proptest::option::of((any::<u32>(), any::<[u8; 16]>()))), 0..4)) -> Node {
             let kind = NodeKind::from_u8(kind).unwrap();
             let mut xattrs = xattrs;
             xattrs.sort();
             xattrs.dedup_by(|a, b| a.0 == b.0);
             Node {
                 name, kind: Some(kind), mode, uid, mtime_ns: mtime, size, xattrs,
-                content: if kind == NodeKind::File { chunks.into_iter().map(|(scope, ck, plen)| ContentRef { scope, ck, plen }).collect() } else { vec![] },
+                content: if kind == NodeKind::File { chunks.into_iter().map(|(scope, ck, plen, sl)| ContentRef { scope, ck, plen, slice: sl.filter(|_| scope == SCOPE_PRIVATE).map(|(off, tag)| Slice { off, tag }) }).collect() } else { vec![] },
                 subtree: (kind == NodeKind::Dir).then_some(Id([9; 32])),
                 target: if kind == NodeKind::Symlink { b"target".to_vec() } else { vec![] },
                 user: "u".into(),
                 ..Node::default()
             }
         }
+    }
+
+    #[test]
+    fn a_bundle_slice_must_be_private_and_parts_stay_inside_their_blob() {
+        let slice = Some(Slice {
+            off: 2,
+            tag: [7; 16],
+        });
+        let file = |scope| Node {
+            name: b"f".to_vec(),
+            kind: Some(NodeKind::File),
+            content: vec![ContentRef {
+                scope,
+                ck: [1; 32],
+                plen: 3,
+                slice,
+            }],
+            ..Node::default()
+        };
+        let tree = |scope| Tree {
+            scopes: scopes(),
+            nodes: vec![file(scope)],
+        };
+        assert!(Tree::decode(&tree(SCOPE_PRIVATE).encode()).is_ok());
+        assert!(Tree::decode(&tree(SCOPE_GROUP).encode()).is_err());
+
+        let c = file(SCOPE_PRIVATE).content[0];
+        assert_eq!(c.part(b"abcdef"), Some(&b"cde"[..]));
+        assert_eq!(c.part(b"abcd"), None, "past the bundle's end");
+        let whole = ContentRef::whole(SCOPE_GROUP, [1; 32], 3);
+        assert_eq!(whole.part(b"abc"), Some(&b"abc"[..]));
+        assert_eq!(whole.part(b"abcd"), None, "a whole blob of another length");
+        // The same bytes whole and bundled are the same content.
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&[1; 32][..16]);
+        let bundled = ContentRef {
+            ck: [9; 32],
+            slice: Some(Slice { off: 0, tag }),
+            ..ContentRef::whole(SCOPE_GROUP, [1; 32], 3)
+        };
+        assert!(same_bytes(&[whole], &[bundled]));
+        assert!(!same_bytes(&[whole], &[ContentRef { plen: 4, ..bundled }]));
     }
 
     proptest! {

@@ -26,7 +26,7 @@ use cairn_core::pack::{padme, PackEntry, PackHeader, PackKind};
 use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord, UnindexedPack};
 use cairn_core::session::{SessionMarker, SessionState};
 use cairn_core::snapshot::{Snapshot, Summary};
-use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Tree};
+use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Slice, Tree};
 use cairn_core::{Id, Id16};
 
 /// One vector block: its name, its `key = value` pairs, which keys were used, and mismatches.
@@ -282,10 +282,15 @@ fn tree(v: &mut Vector) {
             for item in v.list(&format!("{p}content")) {
                 let parts: Vec<&str> = item.split(':').collect();
                 let ck: [u8; 32] = hex::decode(parts[1]).unwrap().try_into().unwrap();
+                let slice = (parts.len() == 5).then(|| Slice {
+                    off: parts[3].parse().unwrap(),
+                    tag: hex::decode(parts[4]).unwrap().try_into().unwrap(),
+                });
                 n.content.push(ContentRef {
                     scope: parts[0].parse().unwrap(),
                     ck,
                     plen: parts[2].parse().unwrap(),
+                    slice,
                 });
             }
         }

@@ -24,7 +24,7 @@ use cairn_core::pack::{PackEntry, PackHeader, PackKind};
 use cairn_core::prune::plan::{CondemnedPack, Plan, SweepRecord, UnindexedPack};
 use cairn_core::session::{SessionMarker, SessionState};
 use cairn_core::snapshot::{Snapshot, Summary};
-use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Tree};
+use cairn_core::tree::{ContentRef, Node, NodeKind, Scopes, Slice, Tree};
 use cairn_core::{Id, Id16};
 use cairn_fuzz::{blob_aad, expect, scope_key, CK, GROUP, PASSWORD, REPO, WRITER};
 
@@ -101,15 +101,16 @@ fn tree() -> Tree {
     let mut file = node(b"a.txt", NodeKind::File);
     file.size = 70000;
     file.content = vec![
-        ContentRef {
-            scope: 0,
-            ck: [11; 32],
-            plen: 65536,
-        },
+        ContentRef::whole(0, [11; 32], 65536),
+        ContentRef::whole(1, [12; 32], 4000),
         ContentRef {
             scope: 1,
-            ck: [12; 32],
-            plen: 4464,
+            ck: [14; 32],
+            plen: 464,
+            slice: Some(Slice {
+                off: 1024,
+                tag: [15; 16],
+            }),
         },
     ];
     file.xattrs = vec![(b"user.x".to_vec(), b"1".to_vec())];

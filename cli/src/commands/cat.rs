@@ -73,7 +73,13 @@ fn node_json(repo: &Repository, n: &Node) -> Value {
                 } else {
                     "private"
                 };
-                json!({"scope": scope, "id": repo.content_id(c).1.to_hex(), "plen": c.plen})
+                let mut e =
+                    json!({"scope": scope, "id": repo.content_id(c).1.to_hex(), "plen": c.plen});
+                if let Some(sl) = &c.slice {
+                    // The tag is a keyed hash of the file: no more telling than the id.
+                    e["bundle_offset"] = sl.off.into();
+                }
+                e
             })
             .collect();
         v["content"] = c.into();

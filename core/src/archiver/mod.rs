@@ -10,6 +10,7 @@
 //! node reuses that node's content list without reading the file, provided every blob it
 //! names is still in the index.
 
+mod bundle;
 mod prefetch;
 mod session;
 mod walk;
@@ -105,6 +106,8 @@ struct Ctx<'a> {
     cancel: &'a AtomicBool,
     errors: Mutex<Vec<(String, String)>>,
     counts: Counters,
+    /// Bytes held by directories waiting for their parent's bundle (`bundle::Pending`).
+    pending: AtomicU64,
 }
 
 impl Ctx<'_> {
@@ -197,6 +200,7 @@ pub fn backup(
             cancel,
             errors: Mutex::default(),
             counts: Counters::default(),
+            pending: AtomicU64::new(0),
         };
         let parent_root = opts.parent.as_ref().map(|(_, s)| s.tree);
         let tree = match (&opts.stdin_name, stdin) {

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
+use super::bundle::{self, DirOut, Later};
 use super::prefetch::{map_in_order, Entry};
 use super::{find_node, is_kind, Ctx, Trie};
 use crate::chunker::Chunker;
@@ -21,6 +22,10 @@ use crate::tree::{ContentRef, Node, NodeKind, Tree, SCOPE_GROUP, SCOPE_PRIVATE};
 /// Chunks of one large file sealed in parallel at a time: bounds memory to this many
 /// maximum-size chunks per file being read.
 const CHUNK_BATCH: usize = 4;
+
+/// Entries of a directory walked at a time: bounds what waits for its bundles, and is
+/// large enough that the read-ahead (`prefetch::AHEAD`) rarely meets a window's end.
+const WINDOW: usize = 256;
 
 /// Files at least this large are read ahead as a whole (see `save_file_content`).
 const PREFETCH_MIN: u64 = 256 << 10;
@@ -42,7 +47,8 @@ pub(super) fn save_trie(ctx: &Ctx<'_>, dir: &Path, trie: &Trie, parent: Option<I
             };
             let pnode = find_node(parent_tree.as_ref(), name.as_bytes());
             if child.requested {
-                return save_entry(ctx, &path, name, &meta, pnode, meta.dev());
+                let saved = save_entry(ctx, &path, name, &meta, pnode, meta.dev(), false)?;
+                return Ok(saved.map(|(node, _)| node));
             }
             if !meta.is_dir() {
                 ctx.error(&path, "is not a directory (needed to reach a backup path)");
@@ -75,6 +81,9 @@ fn sorted(nodes: Vec<Option<Node>>) -> Vec<Node> {
 }
 
 /// Backs up one entry; `None` when it is excluded, a socket, or unreadable (recorded).
+/// With `defer` (the caller runs [`bundle::store`] on its directory), a small private file
+/// is only listed and a directory may leave its last small files to its parent's bundle:
+/// see [`Later`].
 fn save_entry(
     ctx: &Ctx<'_>,
     path: &Path,
@@ -82,7 +91,8 @@ fn save_entry(
     meta: &Metadata,
     parent: Option<&Node>,
     root_dev: u64,
-) -> Result<Option<Node>> {
+    defer: bool,
+) -> Result<Option<(Node, Later)>> {
     ctx.check_cancel()?;
     let Some(kind) = node_kind(meta) else {
         return Ok(None);
@@ -101,34 +111,56 @@ fn save_entry(
         }
     };
     match kind {
-        NodeKind::File if !save_file_content(ctx, path, &mut node, parent)? => return Ok(None),
+        NodeKind::File => match save_file_content(ctx, path, &mut node, parent, defer)? {
+            Saved::Stored => {}
+            Saved::Deferred => return Ok(Some((node, Later::Read))),
+            Saved::Failed => return Ok(None),
+        },
         NodeKind::Dir => {
             let psub = parent
                 .filter(|p| p.kind == Some(NodeKind::Dir))
                 .and_then(|p| p.subtree);
-            let tid = if ctx.opts.one_file_system && meta.dev() != root_dev {
+            let out = if ctx.opts.one_file_system && meta.dev() != root_dev {
                 // A mount point: keep the directory itself, not the other file system.
-                ctx.store_tree(&Tree {
+                DirOut::Stored(ctx.store_tree(&Tree {
                     scopes: ctx.scopes,
                     nodes: vec![],
-                })?
+                })?)
             } else {
-                save_dir(ctx, path, psub, root_dev)?
+                save_dir(ctx, path, psub, root_dev, defer)?
             };
-            let counter = match psub {
-                None => &ctx.counts.dirs_new,
-                Some(p) if p == tid => &ctx.counts.dirs_unchanged,
-                Some(_) => &ctx.counts.dirs_changed,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            node.subtree = Some(tid);
+            match out {
+                DirOut::Stored(tid) => {
+                    count_dir(ctx, psub, tid);
+                    node.subtree = Some(tid);
+                }
+                DirOut::Pending(p) => return Ok(Some((node, Later::Dir(p)))),
+            }
         }
         _ => {}
     }
-    Ok(Some(node))
+    Ok(Some((node, Later::Done)))
 }
 
-fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Result<Id> {
+/// Counts a stored directory as new, changed or unchanged against its parent's subtree.
+pub(super) fn count_dir(ctx: &Ctx<'_>, psub: Option<Id>, tid: Id) {
+    let counter = match psub {
+        None => &ctx.counts.dirs_new,
+        Some(p) if p == tid => &ctx.counts.dirs_unchanged,
+        Some(_) => &ctx.counts.dirs_changed,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Stores directory `path`; with `pass_up`, its last small files may be left for the
+/// parent's bundle ([`DirOut::Pending`]).
+fn save_dir(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    parent: Option<Id>,
+    root_dev: u64,
+    pass_up: bool,
+) -> Result<DirOut> {
     // Each parent tree is needed for its one directory only: loaded here and dropped with
     // it, not cached, so a re-backup holds the parent trees of the directories in progress,
     // not of the whole snapshot (a cache of them grew to 400 MiB on a million files).
@@ -169,7 +201,7 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
         let pnode = find_node(parent_tree.as_ref(), name.as_bytes());
         !ex.excludes_path(p, false) && !ex.excludes_by_size(m.size(), true) && !same_stat(pnode, m)
     };
-    let nodes: Vec<Option<Node>> = map_in_order(path, &entries, wanted, |e| {
+    let each = |e: &Entry| {
         let name = &e.name;
         let child = path.join(name);
         match std::fs::symlink_metadata(&child) {
@@ -180,17 +212,22 @@ fn save_dir(ctx: &Ctx<'_>, path: &Path, parent: Option<Id>, root_dev: u64) -> Re
                 &meta,
                 super::find_node(parent_tree.as_ref(), name.as_bytes()),
                 root_dev,
+                true,
             ),
             Err(e) => {
                 ctx.error(&child, format!("vanished or unreadable: {e}"));
                 Ok(None)
             }
         }
-    })?;
-    ctx.store_tree(&Tree {
-        scopes: ctx.scopes,
-        nodes: sorted(nodes),
-    })
+    };
+    // A window at a time, so that the subdirectories waiting for this directory's bundle
+    // are at most a window's (`bundle::DirBundler`).
+    let mut bundler = bundle::DirBundler::new(ctx, path, parent_tree.as_ref());
+    for window in entries.chunks(WINDOW) {
+        let nodes = map_in_order(path, window, wanted, each)?;
+        bundler.push(nodes.into_iter().flatten())?;
+    }
+    bundler.finish(parent, pass_up)
 }
 
 /// Whether `m` is the parent's file node unchanged: size, mtime, ctime and inode equal.
@@ -223,13 +260,24 @@ fn reusable(ctx: &Ctx<'_>, node: &Node, parent: Option<&Node>) -> Option<Vec<Con
     all_known.then(|| p.content.clone())
 }
 
-/// Fills `node.content`; returns false when the file could not be read (recorded).
+/// What [`save_file_content`] did with a file.
+enum Saved {
+    /// `node.content` is filled.
+    Stored,
+    /// Left for [`bundle::store`].
+    Deferred,
+    /// Could not be read (recorded).
+    Failed,
+}
+
+/// Fills `node.content`, or with `defer` leaves a small private file for its bundle.
 fn save_file_content(
     ctx: &Ctx<'_>,
     path: &Path,
     node: &mut Node,
     parent: Option<&Node>,
-) -> Result<bool> {
+    defer: bool,
+) -> Result<Saved> {
     ctx.counts
         .total_bytes
         .fetch_add(node.size, Ordering::Relaxed);
@@ -237,9 +285,12 @@ fn save_file_content(
         node.content = content;
         ctx.counts.files_unchanged.fetch_add(1, Ordering::Relaxed);
         ctx.progress.file_done(path, node.size, true);
-        return Ok(true);
+        return Ok(Saved::Stored);
     }
     let private = ctx.scope.is_private(path, node.size);
+    if defer && private && node.size > 0 && node.size < bundle::MEMBER_MAX {
+        return Ok(Saved::Deferred);
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOATIME)
@@ -249,7 +300,7 @@ fn save_file_content(
         Ok(f) => f,
         Err(e) => {
             ctx.error(path, format!("cannot open: {e}"));
-            return Ok(false);
+            return Ok(Saved::Failed);
         }
     };
     if node.size >= PREFETCH_MIN {
@@ -278,17 +329,21 @@ fn save_file_content(
             };
             counter.fetch_add(1, Ordering::Relaxed);
             ctx.progress.file_done(path, read, false);
-            Ok(true)
+            Ok(Saved::Stored)
         }
         Err(Error::Io { source, .. }) => {
             ctx.error(path, format!("cannot read: {source}"));
-            Ok(false)
+            Ok(Saved::Failed)
         }
         Err(e) => Err(e),
     }
 }
 
-fn chunk_file(ctx: &Ctx<'_>, input: impl Read, private: bool) -> Result<(Vec<ContentRef>, u64)> {
+pub(super) fn chunk_file(
+    ctx: &Ctx<'_>,
+    input: impl Read,
+    private: bool,
+) -> Result<(Vec<ContentRef>, u64)> {
     let io = |e| Error::io("read", "", e);
     let mut chunker = Chunker::new(input, ctx.repo.gear().clone(), &ctx.repo.config().chunker)
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
@@ -332,11 +387,8 @@ fn save_chunk(ctx: &Ctx<'_>, data: &[u8], private: bool) -> Result<ContentRef> {
     if ctx.packer.reserve(&id) && !ctx.opts.dry_run {
         ctx.packer.add(ctx.repo.seal_data(data, &ck, id, private))?;
     }
-    Ok(ContentRef {
-        scope: if private { SCOPE_PRIVATE } else { SCOPE_GROUP },
-        ck,
-        plen: data.len() as u32,
-    })
+    let scope = if private { SCOPE_PRIVATE } else { SCOPE_GROUP };
+    Ok(ContentRef::whole(scope, ck, data.len() as u32))
 }
 
 /// Backs up standard input as a single file `name` in an otherwise empty root.

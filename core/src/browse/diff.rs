@@ -117,14 +117,22 @@ fn metadata_differs(a: &Node, b: &Node) -> bool {
 
 /// Whether two nodes of the same non-directory kind hold different content.
 fn content_differs(a: &Node, b: &Node) -> bool {
-    a.content != b.content || a.target != b.target || a.rdev != b.rdev || a.size != b.size
+    !crate::tree::same_bytes(&a.content, &b.content)
+        || a.target != b.target
+        || a.rdev != b.rdev
+        || a.size != b.size
 }
 
 impl Differ<'_> {
     fn collect(&mut self, side: usize, node: &Node) {
         for c in &node.content {
             let (_, id) = self.repo.content_id(c);
-            self.data[side].insert(id, c.plen);
+            // A bundle is one blob for all its members: its size, not a member's.
+            let plen = match c.slice {
+                Some(_) => self.repo.index().lookup(&id).map_or(c.plen, |l| l.plen),
+                None => c.plen,
+            };
+            self.data[side].insert(id, plen);
         }
         if let Some(t) = node.subtree {
             self.trees[side].insert(t);

@@ -136,8 +136,15 @@ pub fn dump_file<E: From<Error>>(
     let mut n = 0u64;
     for c in &node.content {
         let (btype, id) = repo.content_id(c);
-        let plain = repo.load_blob(btype, &id, Some(&c.ck))?;
-        sink(&plain)?;
+        let blob = repo.load_blob(btype, &id, Some(&c.ck))?;
+        let plain = c.part(&blob).ok_or_else(|| {
+            Error::corrupt(
+                "file content",
+                id.short(),
+                "does not hold the bytes the tree says".to_owned(),
+            )
+        })?;
+        sink(plain)?;
         n += plain.len() as u64;
     }
     Ok(n)

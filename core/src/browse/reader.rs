@@ -145,14 +145,14 @@ impl FileReader {
         let mut pos = offset;
         while pos < end && i < self.content.len() {
             let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            let plain = cache.get(repo, &self.content[i])?;
-            if plain.len() as u64 != self.ends[i] - start {
+            let blob = cache.get(repo, &self.content[i])?;
+            let Some(plain) = self.content[i].part(&blob) else {
                 return Err(Error::corrupt(
                     "file content",
                     format!("chunk {i}"),
                     "length differs from the tree's".to_owned(),
                 ));
-            }
+            };
             let from = (pos - start) as usize;
             let to = (end.min(self.ends[i]) - start) as usize;
             out.extend_from_slice(&plain[from..to]);

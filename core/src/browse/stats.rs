@@ -105,8 +105,11 @@ pub fn files_by_contents(
                 Some(NodeKind::File) => {
                     let mut h = blake3::Hasher::new();
                     for c in &n.content {
-                        h.update(&[c.scope]);
-                        h.update(&c.ck);
+                        // The same content counts once, bundled or whole.
+                        let (scope, key, plen) = c.identity();
+                        h.update(&[scope]);
+                        h.update(key);
+                        h.update(&plen.to_le_bytes());
                     }
                     if seen.insert(*h.finalize().as_bytes()) {
                         s.total_file_count += 1;

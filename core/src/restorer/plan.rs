@@ -43,8 +43,17 @@ struct BlobJob {
     offset: u64,
     slen: u32,
     plen: u32,
-    /// (entry, offset in file)
-    targets: Vec<(usize, u64)>,
+    targets: Vec<Target>,
+}
+
+/// Where a blob's bytes go: a whole blob, or a bundle member's slice of it.
+#[derive(Clone, Copy)]
+pub(super) struct Target {
+    pub entry: usize,
+    /// Offset in the file.
+    pub off: u64,
+    /// The file's bytes in the blob; `None` for all of it.
+    pub part: Option<(u32, u32)>,
 }
 
 /// A stretch of a local pack worth a worker of its own: a batch of small files often needs
@@ -93,7 +102,11 @@ impl Plan {
                             });
                             jobs.len() - 1
                         });
-                        jobs[j].targets.push((i, off));
+                        jobs[j].targets.push(Target {
+                            entry: i,
+                            off,
+                            part: c.slice.map(|sl| (sl.off, c.plen)),
+                        });
                         writes[i] += 1;
                     }
                     None => missing.push(format!(
@@ -172,10 +185,10 @@ impl Plan {
                     // The pack is missing or unreadable: the files whose blobs had not
                     // arrived are incomplete, everything else goes on.
                     for j in &jobs[next.min(jobs.len())..] {
-                        for (entry, _) in &j.targets {
+                        for t in &j.targets {
                             p.push(format!(
                                 "{}: {e}",
-                                listing.entries[*entry].snap_path.display()
+                                listing.entries[t.entry].snap_path.display()
                             ));
                         }
                     }
@@ -244,11 +257,11 @@ fn fetch_stretch(
             plen: j.plen,
         };
         let done = match repo.open_blob_in_place(j.btype, &j.id, Some(&j.ck), &loc, stored, plain) {
-            Ok(p) => writer.fan_out(&j.targets, p),
+            Ok(p) => writer.fan_out(&j.targets, p, &mut bad),
             Err(err) => {
-                bad.extend(j.targets.iter().map(|(entry, off)| {
-                    let path = writer.snap_path(*entry);
-                    format!("{} at offset {off}: {err}", path.display())
+                bad.extend(j.targets.iter().map(|t| {
+                    let path = writer.snap_path(t.entry);
+                    format!("{} at offset {}: {err}", path.display(), t.off)
                 }));
                 writer.skip(&j.targets)
             }

@@ -1,6 +1,7 @@
 //! Writing a batch's fetched blobs into its files, and finishing each file (size, owner,
 //! mode, xattrs, times) through the descriptor of its last write.
 
+use std::cell::OnceCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::collect::Listing;
-use super::plan::Action;
+use super::plan::{Action, Target};
 use super::RestoreProgress;
 use crate::error::{Error, Result};
 
@@ -51,28 +52,55 @@ impl<'a> Writer<'a> {
         &self.listing.entries[entry].snap_path
     }
 
-    /// Writes `plain` at every (entry, offset) that needs it; an all-zero blob stays a
-    /// hole and is not written.
-    pub(super) fn fan_out(&self, targets: &[(usize, u64)], plain: &[u8]) -> Result<()> {
-        let zero = plain.iter().all(|b| *b == 0);
-        for &(entry, off) in targets {
+    /// Writes `plain` (or a member's part of it) at every target; all-zero bytes stay a
+    /// hole and are not written. A part the blob does not hold (a tree that does not match
+    /// its bundle) leaves that file incomplete, reported in `bad`.
+    pub(super) fn fan_out(
+        &self,
+        targets: &[Target],
+        plain: &[u8],
+        bad: &mut Vec<String>,
+    ) -> Result<()> {
+        let whole_zero = OnceCell::new();
+        for t in targets {
+            let data = match t.part {
+                None => plain,
+                Some((from, len)) => {
+                    let (from, len) = (from as usize, len as usize);
+                    match from.checked_add(len).and_then(|end| plain.get(from..end)) {
+                        Some(d) => d,
+                        None => {
+                            bad.push(format!(
+                                "{}: its slice lies outside its bundle",
+                                self.snap_path(t.entry).display()
+                            ));
+                            self.count_down(t.entry, None)?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let zero = match t.part {
+                None => *whole_zero.get_or_init(|| plain.iter().all(|b| *b == 0)),
+                Some(_) => data.iter().all(|b| *b == 0),
+            };
             let file = if zero {
                 None
             } else {
-                Some(self.write(entry, plain, off)?)
+                Some(self.write(t.entry, data, t.off)?)
             };
-            self.count_down(entry, file)?;
-            self.progress.bytes_done(plain.len() as u64);
+            self.count_down(t.entry, file)?;
+            self.progress.bytes_done(data.len() as u64);
         }
         Ok(())
     }
 
     /// A blob that failed its checks: its files are incomplete, but they still get made
     /// and get their metadata when their other writes are done.
-    pub(super) fn skip(&self, targets: &[(usize, u64)]) -> Result<()> {
+    pub(super) fn skip(&self, targets: &[Target]) -> Result<()> {
         targets
             .iter()
-            .try_for_each(|&(entry, _)| self.count_down(entry, None))
+            .try_for_each(|t| self.count_down(t.entry, None))
     }
 
     /// Files with nothing to fetch (empty, or every blob missing) and files a failed pack

@@ -4,6 +4,7 @@
 
 mod backup_restore;
 mod browse;
+mod bundle;
 mod cache;
 mod check;
 mod check_prune;
