@@ -561,7 +561,7 @@ fn format_md_vectors_match_the_encoders() {
         match v.name.as_str() {
             "derive" => derive(v),
             "detseal" => detseal(v),
-            "tree" => tree(v),
+            "tree" | "tree_bundle" => tree(v),
             "sealed" => sealed_file(v),
             "snapshot" => snapshot(v),
             "config" => config(v),
@@ -593,6 +593,7 @@ fn format_md_vectors_match_the_encoders() {
         "derive",
         "detseal",
         "tree",
+        "tree_bundle",
         "sealed",
         "snapshot",
         "config",

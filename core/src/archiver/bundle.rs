@@ -10,10 +10,11 @@
 //! keys like each member would have been, so it lets no other host read anything; a
 //! group-scope bundle would let any host holding one member's content read the others.
 //!
-//! The walk hands the files it defers here after it has listed the whole directory, in name
-//! order, and they are cut into groups by the sizes it saw; groups are read and sealed in
-//! parallel, so memory is one group per worker and the same directory always makes the
-//! same bundles (an unchanged directory backed up without a parent dedups whole bundles).
+//! The walk lists a directory's entries a window at a time and hands them to its
+//! [`DirBundler`] in name order; deferred files are cut into groups by the sizes it saw, and
+//! full groups are read and sealed in parallel, so memory is one group per worker and the
+//! same directory always makes the same bundles (an unchanged directory backed up without a
+//! parent dedups whole bundles).
 //!
 //! Most directories hold only a few small files. A directory's last group, when under
 //! [`PASS_MAX`], is read but not sealed: the directory comes back [`Pending`], its tree
@@ -22,7 +23,9 @@
 //! in it gets its slices and is stored, deepest first (a tree needs its subtrees' ids).
 //! On the benchmark this takes the small files from 127.1 MB to 116.7 MB. Pending bytes
 //! are bounded by [`PENDING_BUDGET`] over the whole backup: past it a directory seals its
-//! own last group (only which bundles form changes, never what a file holds).
+//! own last group (only which bundles form changes, never what a file holds), and so does
+//! a directory of more than [`PASS_NODES_MAX`] entries, since a pending directory holds all
+//! its nodes.
 //!
 //! A file whose content is the same as its parent snapshot node's (touched, `chmod`ed) keeps
 //! that node's reference: the tree keeps each member's tag, a keyed hash of its content.
