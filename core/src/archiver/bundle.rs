@@ -41,7 +41,7 @@ use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
-use super::walk::{chunk_file, count_dir};
+use super::walk::{chunk_file, count_dir, count_file_read};
 use super::{find_node, is_kind, Ctx};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -385,7 +385,7 @@ fn read_group(
             let head = r.buf.split_off(start);
             let member = match chunk_file(ctx, Cursor::new(head).chain(file), true) {
                 Ok((content, read)) => {
-                    counted(ctx, &path, parent, read);
+                    count_file_read(ctx, &path, parent, read);
                     Member::Stored(content, read)
                 }
                 Err(Error::Io { source, .. }) => {
@@ -401,7 +401,7 @@ fn read_group(
             .bytes_read
             .fetch_add(len as u64, Ordering::Relaxed);
         ctx.progress.bytes_read(len as u64);
-        counted(ctx, &path, parent, len as u64);
+        count_file_read(ctx, &path, parent, len as u64);
         if len == 0 {
             r.settled.push((i, Member::Stored(Vec::new(), 0)));
             continue;
@@ -477,32 +477,57 @@ fn settle_slots(ctx: &Ctx<'_>, r: &mut GroupRead, sealed: Option<Sealed>) -> Res
     let Some(sealed) = sealed else {
         return Ok(());
     };
-    for slot in slots {
-        match slot {
-            Slot::Member {
-                node,
-                start,
-                len,
-                ck,
-            } => r.settled.push((
-                node,
-                Member::Stored(vec![sealed.member(start, len, &ck)], len as u64),
-            )),
-            Slot::Dir {
-                node,
-                base,
-                pending,
-            } => {
-                let tid = finish(ctx, *pending, base, &sealed)?;
-                r.subtrees.push((node, tid));
-            }
+    for (node, filled) in fill(ctx, slots, 0, &sealed)? {
+        match filled {
+            Filled::Content(c) => r
+                .settled
+                .push((node, Member::Stored(vec![c], u64::from(c.plen)))),
+            Filled::Subtree(tid) => r.subtrees.push((node, tid)),
         }
     }
     Ok(())
 }
 
+/// What a place in a sealed bundle became.
+enum Filled {
+    /// A member's content entry.
+    Content(ContentRef),
+    /// A pending subdirectory's stored tree.
+    Subtree(Id),
+}
+
+/// Resolves places whose bytes start at `base` in the sealed bundle, storing pending
+/// subdirectories (deepest first).
+fn fill(
+    ctx: &Ctx<'_>,
+    slots: Vec<Slot>,
+    base: usize,
+    sealed: &Sealed,
+) -> Result<Vec<(usize, Filled)>> {
+    let mut out = Vec::with_capacity(slots.len());
+    for slot in slots {
+        out.push(match slot {
+            Slot::Member {
+                node,
+                start,
+                len,
+                ck,
+            } => (node, Filled::Content(sealed.member(base + start, len, &ck))),
+            Slot::Dir {
+                node,
+                base: b,
+                pending,
+            } => (
+                node,
+                Filled::Subtree(finish(ctx, *pending, base + b, sealed)?),
+            ),
+        });
+    }
+    Ok(out)
+}
+
 /// Gives a pending directory (whose group starts at `base` in the sealed bundle) its
-/// places and stores it, deepest first.
+/// places and stores it.
 fn finish(ctx: &Ctx<'_>, p: Pending, base: usize, sealed: &Sealed) -> Result<Id> {
     let Pending {
         mut nodes,
@@ -511,19 +536,10 @@ fn finish(ctx: &Ctx<'_>, p: Pending, base: usize, sealed: &Sealed) -> Result<Id>
         reserved,
         ..
     } = p;
-    for slot in slots {
-        match slot {
-            Slot::Member {
-                node,
-                start,
-                len,
-                ck,
-            } => nodes[node].content = vec![sealed.member(base + start, len, &ck)],
-            Slot::Dir {
-                node,
-                base: b,
-                pending,
-            } => nodes[node].subtree = Some(finish(ctx, *pending, base + b, sealed)?),
+    for (node, filled) in fill(ctx, slots, base, sealed)? {
+        match filled {
+            Filled::Content(c) => nodes[node].content = vec![c],
+            Filled::Subtree(tid) => nodes[node].subtree = Some(tid),
         }
     }
     release(ctx, reserved);
@@ -547,17 +563,6 @@ fn open(path: &Path) -> std::io::Result<std::fs::File> {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
         })
-}
-
-/// Counts a read file as new or changed and reports it done.
-fn counted(ctx: &Ctx<'_>, path: &Path, parent: Option<&Node>, read: u64) {
-    let counter = if is_kind(parent, NodeKind::File) {
-        &ctx.counts.files_changed
-    } else {
-        &ctx.counts.files_new
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    ctx.progress.file_done(path, read, false);
 }
 
 /// The parent node's reference, when it holds exactly this content and its blob is still

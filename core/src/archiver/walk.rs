@@ -147,6 +147,17 @@ fn save_entry(
     Ok(Some((node, Later::Done)))
 }
 
+/// Counts a file that was read as new or changed, and reports it done.
+pub(super) fn count_file_read(ctx: &Ctx<'_>, path: &Path, parent: Option<&Node>, read: u64) {
+    let counter = if is_kind(parent, NodeKind::File) {
+        &ctx.counts.files_changed
+    } else {
+        &ctx.counts.files_new
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    ctx.progress.file_done(path, read, false);
+}
+
 /// Counts a stored directory as new, changed or unchanged against its parent's subtree.
 pub(super) fn count_dir(ctx: &Ctx<'_>, psub: Option<Id>, tid: Id) {
     let counter = match psub {
@@ -327,13 +338,7 @@ fn save_file_content(
                 node.size = read;
             }
             node.content = content;
-            let counter = if is_kind(parent, NodeKind::File) {
-                &ctx.counts.files_changed
-            } else {
-                &ctx.counts.files_new
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            ctx.progress.file_done(path, read, false);
+            count_file_read(ctx, path, parent, read);
             Ok(Saved::Stored)
         }
         Err(Error::Io { source, .. }) => {
