@@ -237,7 +237,8 @@ impl<'c, 'a> DirBundler<'c, 'a> {
             && self.open_bytes < PASS_MAX
             && self.nodes.len() <= PASS_NODES_MAX
             && {
-                let want = self.open_bytes - theirs + self.nodes.len() as u64 * NODE_COST;
+                let want =
+                    self.open_bytes.saturating_sub(theirs) + self.nodes.len() as u64 * NODE_COST;
                 let ok = reserve(ctx, want);
                 if ok {
                     reserved = want;

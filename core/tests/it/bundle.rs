@@ -244,3 +244,50 @@ fn small_directories_join_their_parents_bundle_and_restore_whole() {
     assert_eq!(d.content, nodes[3].content);
     restore_into(&repo, &next.snapshot);
 }
+
+/// Grows `b.conf` to 100 KiB as soon as the backup reports `a.conf` done: after the walk
+/// listed `b.conf` as small, before its bundle reads it.
+struct GrowAfterA {
+    b: std::path::PathBuf,
+    grown: std::sync::atomic::AtomicBool,
+}
+
+impl cairn_core::archiver::Progress for GrowAfterA {
+    fn file_done(&self, path: &Path, _bytes: u64, _reused: bool) {
+        if path.ends_with("a.conf") && !self.grown.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::fs::write(&self.b, noise(9, 100 << 10)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_file_that_grows_past_the_limit_after_listing_is_chunked_whole() {
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path();
+    write(&s.join("a.conf"), &small(1));
+    write(&s.join("b.conf"), &small(2));
+    let (_b, mut repo) = init();
+    let progress = GrowAfterA {
+        b: s.join("b.conf"),
+        grown: AtomicBool::new(false),
+    };
+    let o = backup_opts(vec![s.to_path_buf()]);
+    let out = backup(&repo, &o, None, &progress, &AtomicBool::new(false)).unwrap();
+    assert!(out.snapshot.summary.errors.is_empty());
+    assert!(progress.grown.load(std::sync::atomic::Ordering::SeqCst));
+    repo.load_index().unwrap();
+    let b = node(&repo, &out.snapshot.tree, &s.join("b.conf"));
+    assert_eq!(b.size, 100 << 10, "the size read, not the size listed");
+    assert!(b.content.iter().all(|c| c.slice.is_none()));
+    assert_eq!(dumped(&repo, &b), noise(9, 100 << 10));
+    // Left alone in its group, a.conf is a blob of its own.
+    let a = node(&repo, &out.snapshot.tree, &s.join("a.conf"));
+    assert!(a.content.len() == 1 && a.content[0].slice.is_none());
+    assert_eq!(dumped(&repo, &a), small(1));
+    let dst = restore_into(&repo, &out.snapshot);
+    let r = dst.path().join(s.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(r.join("b.conf")).unwrap(),
+        noise(9, 100 << 10)
+    );
+}
