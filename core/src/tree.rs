@@ -102,14 +102,20 @@ impl ContentRef {
     /// when the blob does not have them (a whole blob of another length, a slice past its
     /// end): the caller reports that as corruption rather than shift the file.
     pub fn part<'a>(&self, blob: &'a [u8]) -> Option<&'a [u8]> {
-        let (from, len) = match self.slice {
-            None => (0usize, self.plen as usize),
-            Some(s) => (s.off as usize, self.plen as usize),
-        };
-        if self.slice.is_none() && blob.len() != len {
-            return None;
+        part_of(blob, self.slice.map(|s| s.off), self.plen)
+    }
+}
+
+/// The `len` bytes of `blob` at `off` (a bundle member's), or all of it when `off` is
+/// `None` and it is exactly `len` long (a whole blob); `None` otherwise.
+pub fn part_of(blob: &[u8], off: Option<u32>, len: u32) -> Option<&[u8]> {
+    let len = len as usize;
+    match off {
+        None => (blob.len() == len).then_some(blob),
+        Some(off) => {
+            let from = off as usize;
+            blob.get(from..from.checked_add(len)?)
         }
-        blob.get(from..from.checked_add(len)?)
     }
 }
 

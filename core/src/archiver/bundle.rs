@@ -35,13 +35,12 @@
 use std::ffi::OsStr;
 use std::io::{Cursor, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use rayon::prelude::*;
 
-use super::walk::{chunk_file, count_dir, count_file_read};
+use super::walk::{chunk_file, count_dir, count_file_read, open_source};
 use super::{find_node, is_kind, Ctx};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -366,7 +365,7 @@ fn read_group(
         let path = dir.join(OsStr::from_bytes(&node.name));
         let parent = find_node(parent_tree, &node.name);
         let start = r.buf.len();
-        let mut file = match open(&path) {
+        let mut file = match open_source(&path) {
             Ok(f) => f,
             Err(e) => {
                 ctx.error(&path, format!("cannot open: {e}"));
@@ -550,20 +549,6 @@ fn finish(ctx: &Ctx<'_>, p: Pending, base: usize, sealed: &Sealed) -> Result<Id>
     })?;
     count_dir(ctx, psub, tid);
     Ok(tid)
-}
-
-/// Opens a source file without touching its atime where the kernel allows.
-fn open(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
-        .open(path)
-        .or_else(|_| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-        })
 }
 
 /// The parent node's reference, when it holds exactly this content and its blob is still

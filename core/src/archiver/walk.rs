@@ -147,6 +147,19 @@ fn save_entry(
     Ok(Some((node, Later::Done)))
 }
 
+/// Opens a source file the walk saw as a regular file: without touching its atime where
+/// the kernel allows (`O_NOATIME` needs the file's owner or root), and never through a
+/// symlink that replaced it since.
+pub(super) fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+    let open = |flags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    open(libc::O_NOATIME | libc::O_NOFOLLOW).or_else(|_| open(libc::O_NOFOLLOW))
+}
+
 /// Counts a file that was read as new or changed, and reports it done.
 pub(super) fn count_file_read(ctx: &Ctx<'_>, path: &Path, parent: Option<&Node>, read: u64) {
     let counter = if is_kind(parent, NodeKind::File) {
@@ -307,12 +320,7 @@ fn save_file_content(
     if defer && private && node.size > 0 && node.size < bundle::MEMBER_MAX {
         return Ok(Saved::Deferred);
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-        .or_else(|_| std::fs::File::open(path));
-    let file = match file {
+    let file = match open_source(path) {
         Ok(f) => f,
         Err(e) => {
             ctx.error(path, format!("cannot open: {e}"));

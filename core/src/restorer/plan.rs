@@ -52,8 +52,10 @@ pub(super) struct Target {
     pub entry: usize,
     /// Offset in the file.
     pub off: u64,
-    /// The file's bytes in the blob; `None` for all of it.
-    pub part: Option<(u32, u32)>,
+    /// Where the file's bytes start in a bundle; `None` for a whole blob.
+    pub bundle_off: Option<u32>,
+    /// How many bytes of the blob are the file's.
+    pub len: u32,
 }
 
 /// A stretch of a local pack worth a worker of its own: a batch of small files often needs
@@ -105,7 +107,8 @@ impl Plan {
                         jobs[j].targets.push(Target {
                             entry: i,
                             off,
-                            part: c.slice.map(|sl| (sl.off, c.plen)),
+                            bundle_off: c.slice.map(|sl| sl.off),
+                            len: c.plen,
                         });
                         writes[i] += 1;
                     }

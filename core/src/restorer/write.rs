@@ -53,8 +53,9 @@ impl<'a> Writer<'a> {
     }
 
     /// Writes `plain` (or a member's part of it) at every target; all-zero bytes stay a
-    /// hole and are not written. A part the blob does not hold (a tree that does not match
-    /// its bundle) leaves that file incomplete, reported in `bad`.
+    /// hole and are not written. Bytes the blob does not hold as the tree says (a slice
+    /// outside its bundle, a whole blob of another length) leave that file incomplete,
+    /// reported in `bad`.
     pub(super) fn fan_out(
         &self,
         targets: &[Target],
@@ -63,24 +64,15 @@ impl<'a> Writer<'a> {
     ) -> Result<()> {
         let whole_zero = OnceCell::new();
         for t in targets {
-            let data = match t.part {
-                None => plain,
-                Some((from, len)) => {
-                    let (from, len) = (from as usize, len as usize);
-                    match from.checked_add(len).and_then(|end| plain.get(from..end)) {
-                        Some(d) => d,
-                        None => {
-                            bad.push(format!(
-                                "{}: its slice lies outside its bundle",
-                                self.snap_path(t.entry).display()
-                            ));
-                            self.count_down(t.entry, None)?;
-                            continue;
-                        }
-                    }
-                }
+            let Some(data) = crate::tree::part_of(plain, t.bundle_off, t.len) else {
+                bad.push(format!(
+                    "{}: its blob does not hold the bytes the tree says",
+                    self.snap_path(t.entry).display()
+                ));
+                self.count_down(t.entry, None)?;
+                continue;
             };
-            let zero = match t.part {
+            let zero = match t.bundle_off {
                 None => *whole_zero.get_or_init(|| plain.iter().all(|b| *b == 0)),
                 Some(_) => data.iter().all(|b| *b == 0),
             };
